@@ -1,0 +1,210 @@
+"""The ``maedet`` command line (also ``python -m maedet``).
+
+    maedet zoo [NAME]                      list the named structures, or print one (JSON / table)
+    maedet flops STRUCTURE                 FLOPs (MACs), params and layers at a resolution
+    maedet score STRUCTURE                 the multi-scale entropy under an estimator
+    maedet search --init STRUCTURE ...     Algorithm 1 (or random search), resumable, into --out DIR
+    maedet data ...                        build the offline datasets of the reduced-scale profile
+
+STRUCTURE is a zoo name (``maedet zoo``) or a structure JSON file (a search's best.json works too).
+Errors print one line to stderr and exit with status 2; nothing is half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+
+
+def _emit(args, payload: dict, text: str):
+    print(json.dumps(payload, indent=1) if args.json else text)
+
+
+def _structure(spec):
+    from .structure import load
+
+    return load(spec)
+
+
+def cmd_zoo(args):
+    from . import zoo
+
+    if not args.name:
+        rows = []
+        for n in zoo.names():
+            s = zoo.get(n)
+            rows.append({"name": n, "layers": s.layers, "source": s.source})
+        _emit(args, {"structures": rows}, "\n".join(f"{r['name']:22s} {r['layers']:4d} layers  {r['source']}" for r in rows))
+        return 0
+    s = _structure(args.name)
+    _emit(args, s.to_dict(), f"{s.name}: {s.source}\n{s.table()}")
+    return 0
+
+
+def cmd_flops(args):
+    from .flops import count, parse_resolution
+
+    s = _structure(args.structure)
+    res = parse_resolution(args.resolution)
+    c = count(s, res, args.convention)
+    payload = {"structure": s.name or args.structure, "resolution": {"height": res[0], "width": res[1]},
+               "convention": c.convention, "macs": c.macs, "params": c.params, "layers": c.layers,
+               "parts": {"conv": c.conv_macs, "bn": c.bn_flops, "relu": c.relu_flops, "pool": c.pool_flops},
+               "stage_macs": c.stage_macs, "stage_params": c.stage_params, "stage_layers": s.stage_layers()}
+    text = (f"{payload['structure']} at {res[1]}x{res[0]}: {c.macs / 1e9:.2f} GMACs ({c.convention}), "
+            f"{c.params / 1e6:.2f} M params, {c.layers} layers")
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_score(args):
+    from .score import ScoreSettings, score
+
+    s = _structure(args.structure)
+    st = ScoreSettings(args.resolution, args.batch_size, args.repeats, args.dtype, args.seed)
+    alpha = None if args.alpha in (None, "none") else args.alpha
+    r = score(s, args.estimator, alpha, st)
+    payload = dict(r.as_dict(), structure=s.name or args.structure)
+    text = f"{payload['structure']}: {r.estimator} score {r.score:.4f}"
+    if r.stage_scores:
+        text += "\n" + "  ".join(f"C{i + 1}={v:.3f}" for i, v in enumerate(r.stage_scores))
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_search(args):
+    from .search import Budget, Search, make_config
+
+    budget = Budget(flops=args.budget_flops, params=args.budget_params, layers=args.budget_layers,
+                    latency_ms=args.budget_latency_ms, flops_resolution=args.flops_resolution,
+                    flops_convention=args.flops_convention, flops_min=args.window_flops_min,
+                    params_min=args.window_params_min)
+    cfg = make_config(
+        args.init, estimator=args.estimator, alpha=None if args.alpha in (None, "none") else args.alpha,
+        resolution=args.resolution, batch_size=args.batch_size, repeats=args.repeats, dtype=args.dtype,
+        score_seed=args.score_seed, budget=budget, population=args.population, iterations=args.iterations,
+        mutation=args.mutation, space=args.space, seed=args.seed, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, record_candidates=args.record_candidates,
+    )
+    summary = Search(cfg, args.out, progress=not args.no_progress).run(resume=args.resume)
+    text = (f"best score {summary['score']:.4f} ({summary['estimator']}), {summary['flops'] / 1e9:.3f} GMACs at "
+            f"{summary['flops_resolution'][1]}x{summary['flops_resolution'][0]}, {summary['params'] / 1e6:.2f} M params, "
+            f"{summary['layers']} layers -> {args.out}/best.json")
+    _emit(args, summary, text)
+    return 0
+
+
+def cmd_data(args):
+    from . import data
+
+    return data.main(args.data_args) or 0
+
+
+def _num(text: str) -> float:
+    """Numbers with an optional SI suffix: 4.4G, 25.8M, 91."""
+    t = str(text).strip()
+    mult = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    try:
+        if t and t[-1] in mult:
+            return float(t[:-1]) * mult[t[-1]]
+        return float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 4.4G, 25.8M)") from None
+
+
+def _score_options(p, resolution_default="384"):
+    p.add_argument("--estimator", default="forward",
+                   help="forward | paper-text | closed-form | expected | random, or a proxy: zen, naswot, "
+                        "synflow, gradnorm, snip (default: forward)")
+    p.add_argument("--alpha", default="0,0,1,1,6",
+                   help="one weight per stage C1..C5, comma-separated (default 0,0,1,1,6; 'none' for scalar proxies)")
+    p.add_argument("--resolution", default=resolution_default, help="input size N or WxH (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="forward estimators: batch (default 32)")
+    p.add_argument("--repeats", type=int, default=4, help="forward estimators: weight/input draws (default 4)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maedet", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Run 'maedet COMMAND --help' for a command's options.")
+    p.add_argument("--version", action="version", version=f"maedet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    z = sub.add_parser("zoo", help="list named structures or show one")
+    z.add_argument("name", nargs="?", help="a zoo name or structure file to print")
+    z.add_argument("--json", action="store_true", help="print JSON")
+    z.set_defaults(fn=cmd_zoo)
+
+    f = sub.add_parser("flops", help="FLOPs (MACs), params and layers of a structure")
+    f.add_argument("structure", help="zoo name or structure JSON file")
+    f.add_argument("--resolution", default="224", help="input size N or WxH, e.g. 1280x800 (default 224)")
+    f.add_argument("--convention", default="paper",
+                   help="paper | maedet-code | mmdet-syncbn | mmcv | conv (see docs; default paper)")
+    f.add_argument("--json", action="store_true", help="print JSON")
+    f.set_defaults(fn=cmd_flops)
+
+    s = sub.add_parser("score", help="multi-scale entropy score of a structure")
+    s.add_argument("structure", help="zoo name or structure JSON file")
+    _score_options(s)
+    s.add_argument("--seed", type=int, default=0, help="seed of weights and input (default 0)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(fn=cmd_score)
+
+    r = sub.add_parser("search", help="evolutionary search (Algorithm 1) or random search",
+                       description="Evolutionary search maximising the score under a budget. Resumable: "
+                                   "re-run with --resume after a kill; --resume on a finished search changes nothing.")
+    r.add_argument("--init", default="init", help="initial structure (default: init, Table 15)")
+    _score_options(r)
+    r.set_defaults(estimator="expected")
+    r.add_argument("--score-seed", type=int, default=0, help="seed of the forward estimators' draws")
+    r.add_argument("--budget-flops", type=_num, help="max MACs at --flops-resolution, e.g. 4.4G")
+    r.add_argument("--budget-params", type=_num, help="max params, e.g. 30M")
+    r.add_argument("--budget-layers", type=int, help="max layers (depth budget L)")
+    r.add_argument("--budget-latency-ms", type=float, help="max measured batch-1 latency on this machine")
+    r.add_argument("--flops-resolution", default="224", help="where FLOPs are counted (default 224)")
+    r.add_argument("--flops-convention", default="paper", help="FLOPs convention (default paper)")
+    r.add_argument("--window-flops-min", type=_num, help="random search: lower FLOPs edge of the window")
+    r.add_argument("--window-params-min", type=_num, help="random search: lower params edge of the window")
+    r.add_argument("--population", type=int, default=256, help="population size N (default 256)")
+    r.add_argument("--iterations", type=int, default=96000, help="iterations T (default 96000)")
+    r.add_argument("--mutation", default="coarse-to-fine", choices=["coarse", "coarse-to-fine", "fine"])
+    r.add_argument("--space", default="paper", help="mutation preset: paper | released (default paper)")
+    r.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    r.add_argument("--log-every", type=int, default=1, help="trajectory line every N iterations (default 1)")
+    r.add_argument("--checkpoint-every", type=int, default=2000, help="checkpoint every N iterations")
+    r.add_argument("--record-candidates", action="store_true", help="log every accepted candidate (random search)")
+    r.add_argument("--out", required=True, help="output directory (best.json, trajectory.jsonl, checkpoint.json)")
+    r.add_argument("--resume", action="store_true", help="continue the search in --out from its checkpoint")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.set_defaults(fn=cmd_search)
+
+    d = sub.add_parser("data", help="build the offline datasets (see 'maedet data --help')", add_help=False)
+    d.add_argument("data_args", nargs=argparse.REMAINDER)
+    d.set_defaults(fn=cmd_data)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .score import ScoreError
+    from .search import SearchError
+    from .structure import StructureError
+
+    try:
+        return args.fn(args)
+    except (StructureError, ScoreError, SearchError, ValueError, KeyError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"maedet {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"maedet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
