@@ -84,6 +84,8 @@ Estimator = Callable[[Structure, ScoreSettings], "list[float] | float"]
 ESTIMATORS: dict[str, Estimator] = {}
 # estimators that need no forward pass and no torch (safe in a fast search loop)
 ANALYTIC = {"closed-form", "expected", "random"}
+# estimators that give one value per stage (combined with alpha)
+MULTI_SCALE = {"forward", "paper-text", "closed-form", "expected"}
 
 
 def register(name: str):
@@ -127,6 +129,10 @@ def score(structure: Structure, estimator: str = "forward", alpha: Sequence[floa
     if estimator not in ESTIMATORS:
         raise ScoreError(f"unknown estimator {estimator!r}; known: {', '.join(sorted(ESTIMATORS))}")
     alpha = parse_alpha(alpha)
+    if estimator in MULTI_SCALE:  # check before any expensive forward pass
+        if alpha is None:
+            raise ScoreError(f"estimator {estimator!r} is multi-scale: give alpha (one weight per stage)")
+        combine([0.0] * structure.num_stages, alpha)
     out = ESTIMATORS[estimator](structure, settings)
     if isinstance(out, (list, tuple, np.ndarray)):
         stages = [float(v) for v in out]
@@ -182,13 +188,13 @@ class _Profiles:
 
     def __init__(self):
         self.vectors: list[np.ndarray] = []
+        self.means: list[float] = []
         self.index: dict[int, int] = {}          # length -> state id of the constant profile
         self.trans: dict[tuple, tuple] = {}
 
     def start(self, n: int) -> int:
         if n not in self.index:
-            self.vectors.append(np.ones(n))
-            self.index[n] = len(self.vectors) - 1
+            self.index[n] = self._add(np.ones(n))
         return self.index[n]
 
     def step(self, state: int, kind: str, k: int, s: int) -> tuple[int, float]:
@@ -221,10 +227,11 @@ class _Profiles:
 
     def _add(self, v: np.ndarray) -> int:
         self.vectors.append(v)
+        self.means.append(float(v.mean()))
         return len(self.vectors) - 1
 
     def mean(self, state: int) -> float:
-        return float(self.vectors[state].mean())
+        return self.means[state]
 
 
 _PROFILES = _Profiles()

@@ -207,6 +207,7 @@ class Search:
                 f"{b.flops and b.flops / 1e9}G, params {b.params and b.params / 1e6}M, layers {b.layers})"
             )
         self.pop: list[Member] = [self.member(replace(self.init, name="", source=""), 0)]
+        self._order = [self._sort_key(self.pop[0])]
         self.keys = {self.pop[0].structure.key()}
         self.rng = np.random.default_rng(self.cfg.seed)
         self.t = 0
@@ -215,17 +216,21 @@ class Search:
         self.best_digest = None
         self.offsets = {TRAJECTORY: 0, CANDIDATES: 0}
 
-    def _sort_key(self, m: Member):
+    @staticmethod
+    def _sort_key(m: Member):
         return (m.score, m.structure.digest())
 
     def _insert(self, m: Member):
-        keys = [self._sort_key(x) for x in self.pop]
-        self.pop.insert(bisect.bisect_left(keys, self._sort_key(m)), m)
+        k = self._sort_key(m)
+        i = bisect.bisect_left(self._order, k)
+        self._order.insert(i, k)
+        self.pop.insert(i, m)
         self.keys.add(m.structure.key())
 
     def _evict_to(self, n: int):
         while len(self.pop) > n:
             gone = self.pop.pop(0)  # the lowest score
+            self._order.pop(0)
             self.keys.discard(gone.structure.key())
 
     @property
@@ -251,6 +256,7 @@ class Search:
             self.pop.append(Member(s, r["score"], r["flops"], r["params"], r["layers"], r["stage_layers"], r["born"]))
             self._score_cache[s.key()] = r["score"]
         self.keys = {m.structure.key() for m in self.pop}
+        self._order = [self._sort_key(m) for m in self.pop]
 
     # ---- files --------------------------------------------------------------------------------------
     def _write_json(self, name: str, obj):

@@ -23,9 +23,9 @@ One per ``conv`` block, three per bottleneck or inverted-bottleneck unit (MAE-DE
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
@@ -131,6 +131,9 @@ class Block:
 
     def units(self, shortcut: str = "avgpool") -> list[Unit]:
         """Expand into its repeated units. Only the first unit strides and changes the width."""
+        return _expand(self, shortcut)
+
+    def _units(self, shortcut: str) -> list[Unit]:
         t = self.type
         if t == "conv":
             return [Unit((Conv(self.in_channels, self.out_channels, self.kernel, self.stride),), None)]
@@ -162,6 +165,11 @@ class Block:
         if not BLOCK_TYPES[self.type].has_bottleneck:
             d.pop("bottleneck")
         return d
+
+
+@functools.lru_cache(maxsize=65536)
+def _expand(block: Block, shortcut: str) -> list[Unit]:
+    return block._units(shortcut)
 
 
 @dataclass(frozen=True)
@@ -224,13 +232,21 @@ class Structure:
         return out
 
     def key(self) -> tuple:
-        """Hashable identity of the architecture (name and source ignored)."""
-        return (self.in_channels, self.shortcut) + tuple(
-            (b.type, b.kernel, b.in_channels, b.out_channels, b.stride, b.bottleneck, b.depth) for b in self.blocks
-        )
+        """Hashable identity of the architecture (name and source ignored); computed once."""
+        k = self.__dict__.get("_key")
+        if k is None:
+            k = (self.in_channels, self.shortcut) + tuple(
+                (b.type, b.kernel, b.in_channels, b.out_channels, b.stride, b.bottleneck, b.depth) for b in self.blocks
+            )
+            object.__setattr__(self, "_key", k)
+        return k
 
     def digest(self) -> str:
-        return hashlib.sha1(repr(self.key()).encode()).hexdigest()[:12]
+        d = self.__dict__.get("_digest")
+        if d is None:
+            d = hashlib.sha1(repr(self.key()).encode()).hexdigest()[:12]
+            object.__setattr__(self, "_digest", d)
+        return d
 
     # ---- editing --------------------------------------------------------------------------------
     def with_block(self, i: int, **changes) -> "Structure":
@@ -420,7 +436,3 @@ def load(spec: str | Path | Structure) -> Structure:
         return Structure.from_dict(d)
     except StructureError as e:
         raise StructureError(f"{p}: {e}") from None
-
-
-def log2_int(x: int) -> int:
-    return int(round(math.log2(x)))

@@ -1,0 +1,71 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maedet.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_flops_json(capsys):
+    rc, out, _ = run(capsys, "flops", "maedet-m", "--resolution", "1280x800", "--json")
+    d = json.loads(out)
+    assert rc == 0 and d["layers"] == 91 and abs(d["macs"] / 89.9e9 - 1) < 0.003 and abs(d["params"] / 25.8e6 - 1) < 0.003
+    assert d["resolution"] == {"height": 800, "width": 1280} and len(d["stage_macs"]) == 5
+
+
+def test_score_json_has_stage_values(capsys):
+    rc, out, _ = run(capsys, "score", "maedet-s", "--estimator", "closed-form", "--alpha", "0,0,1,1,6", "--json")
+    d = json.loads(out)
+    assert rc == 0 and len(d["stage_scores"]) == 5
+    assert d["score"] == pytest.approx(sum(a * h for a, h in zip([0, 0, 1, 1, 6], d["stage_scores"])))
+
+
+def test_search_result_feeds_every_other_command(tmp_path, capsys):
+    out = tmp_path / "s"
+    rc, _, _ = run(capsys, "search", "--init", "init", "--estimator", "closed-form", "--budget-flops", "2.5G",
+                   "--budget-layers", "40", "--population", "8", "--iterations", "60", "--out", str(out),
+                   "--no-progress")
+    assert rc == 0
+    assert {p.name for p in out.iterdir()} >= {"best.json", "trajectory.jsonl", "checkpoint.json", "config.json"}
+    rc, o, _ = run(capsys, "flops", str(out / "best.json"), "--json")
+    assert rc == 0 and json.loads(o)["macs"] <= 2.5e9 and json.loads(o)["layers"] <= 40
+    rc, o, _ = run(capsys, "score", str(out / "best.json"), "--estimator", "closed-form", "--json")
+    assert rc == 0 and json.loads(o)["score"] == pytest.approx(json.loads((out / "best.json").read_text())["score"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["flops", "no-such-net"], "neither a zoo name"),
+    (["score", "maedet-m", "--alpha", "1,1"], "5 stages"),
+    (["score", "maedet-m", "--estimator", "nope"], "unknown estimator"),
+    (["flops", "maedet-m", "--resolution", "12x"], "resolution"),
+    (["search", "--init", "init", "--budget-flops", "1G", "--iterations", "5", "--out", "OUT"], "already breaks"),
+    (["search", "--init", "init", "--mutation", "coarse", "--alpha", "1,2,3", "--iterations", "5", "--out", "OUT"],
+     "alpha has 3"),
+])
+def test_bad_input_clear_error_nonzero_exit_nothing_written(tmp_path, capsys, argv, needle):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and needle in err and err.count("\n") == 1 and out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_documents_every_command():
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "lib"))
+    top = subprocess.run([sys.executable, "-m", "maedet", "--help"], capture_output=True, text=True, env=env)
+    assert top.returncode == 0
+    for cmd in ("zoo", "flops", "score", "search", "data"):
+        assert cmd in top.stdout
+    for cmd in ("zoo", "flops", "score", "search"):
+        h = subprocess.run([sys.executable, "-m", "maedet", cmd, "--help"], capture_output=True, text=True, env=env)
+        assert h.returncode == 0 and "usage: maedet " + cmd in h.stdout
