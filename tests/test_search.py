@@ -31,7 +31,7 @@ def _files(d):
 
 def _best(d):
     b = json.loads((Path(d) / "best.json").read_text())
-    b.pop("seconds_this_run")
+    b.pop("seconds_this_run", None)
     return b
 
 

@@ -369,7 +369,8 @@ class Search:
             self._checkpoint()
             for f in self._logs.values():
                 f.close()
-            self._write_json(BEST, summary)
+            # the file holds no wall time, so an unchanged search rewrites it byte-identically
+            self._write_json(BEST, {k: v for k, v in summary.items() if k != "seconds_this_run"})
         return summary
 
     def _summary(self, seconds: float) -> dict:
@@ -460,3 +461,52 @@ def measure_latency_ms(structure: Structure, resolution=(224, 224), repeats: int
             net(x)
             times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times))
+
+
+def load_trajectory(out_dir: str | Path, every: int = 1):
+    """The trajectory log as a pandas DataFrame (every ``every``-th line), with per-stage layer columns."""
+    import pandas as pd
+
+    rows = []
+    with open(Path(out_dir) / TRAJECTORY) as f:
+        for i, line in enumerate(f):
+            if i % every and not line.startswith('{"iter":1,'):
+                continue
+            r = json.loads(line)
+            r.pop("best_structure", None)
+            for j, v in enumerate(r.pop("best_stage_layers")):
+                r[f"layers_C{j + 1}"] = v
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def best_at(out_dir: str | Path, iteration: int) -> Structure:
+    """The best structure of the search at a given iteration (rebuilt from the trajectory log)."""
+    last = None
+    with open(Path(out_dir) / TRAJECTORY) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["iter"] > iteration:
+                break
+            if "best_structure" in r:
+                last = r["best_structure"]
+    if last is None:
+        raise SearchError(f"no best structure logged up to iteration {iteration} in {out_dir}")
+    return Structure.from_dict(last)
+
+
+def run_or_resume(config: SearchConfig, out_dir: str | Path, progress: bool = False) -> dict:
+    """Continue the search in ``out_dir`` if it holds these settings, else start it afresh there.
+
+    What the pipeline's notebooks call: a killed stage picks up where it stopped; changed settings start over.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        cfg_path = out / CONFIG
+        same = cfg_path.exists() and json.loads(cfg_path.read_text()) == json.loads(json.dumps(config.to_dict()))
+        if same and (out / CHECKPOINT).exists():
+            return Search(config, out, progress).run(resume=True)
+        import shutil
+
+        shutil.rmtree(out)
+    return Search(config, out, progress).run()

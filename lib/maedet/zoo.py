@@ -1,8 +1,8 @@
 """Named structures from the paper (Appendix H) and the ResNet references, in one registry.
 
 Rows are transcribed from the paper's tables in its own notation ("# layers" counts pairs of bottleneck
-blocks for a ResBlock) and converted by :func:`maedet.structure.structure_from_rows`.
-``PUBLISHED`` holds the paper's own FLOPs/params for each entry, used only to print them beside ours.
+blocks for a ResBlock) and converted by :func:`maedet.structure.structure_from_rows`. The paper's own
+FLOPs/params for each entry are in :mod:`maedet.paper`.
 """
 from __future__ import annotations
 
@@ -120,16 +120,3 @@ def resnet50() -> Structure:
 @register("resnet101")
 def resnet101() -> Structure:
     return _resnet("resnet101", (3, 4, 23, 3))
-
-
-# The paper's own figures for these backbones: FLOPs (MACs) at 1280x800 and at 224x224, params, layers.
-# Sources: Table 1 (detection FLOPs/params), Table 4 (224x224 FLOPs and params), Appendix H / facts.
-PUBLISHED: dict[str, dict] = {
-    "maedet-s": {"macs_1280x800": 48.7e9, "params": 21.2e6, "layers": 79},
-    "maedet-m": {"macs_1280x800": 89.9e9, "params": 25.8e6, "macs_224": 4.4e9, "layers": 91},
-    "maedet-l": {"macs_1280x800": 152.9e9, "params": 43.9e6, "layers": 109},
-    "resnet50": {"macs_1280x800": 83.6e9, "params": 23.5e6, "macs_224": 4.1e9},
-    "resnet101": {"macs_1280x800": 159.5e9, "params": 42.4e6},
-    "table4-single-coarse": {"macs_224": 4.4e9, "params": 60.1e6, "layers": 91},
-    "table4-multi-coarse": {"macs_224": 4.3e9, "params": 29.4e6, "layers": 91},
-}
