@@ -158,10 +158,13 @@ class ScoringNet(nn.Module):
                 ends[len(ops) - 1] = st
         self.ops = ops
         self.stage_end = ends
+        # built on the meta device and materialised empty: the weights are drawn by reinit(), so the
+        # default (slow) initialisation of large networks is skipped
         self.convs = nn.ModuleList(
-            nn.Conv2d(o.in_channels, o.out_channels, o.kernel, o.stride, o.kernel // 2, groups=o.groups, bias=False)
+            nn.Conv2d(o.in_channels, o.out_channels, o.kernel, o.stride, o.kernel // 2, groups=o.groups, bias=False,
+                      device="meta")
             for o in ops if isinstance(o, Conv)
-        )
+        ).to_empty(device="cpu")
 
     @torch.no_grad()
     def reinit(self, generator: torch.Generator | None = None):

@@ -94,3 +94,14 @@ def rel_diff(ours: float, paper: float | None) -> float | None:
     if paper in (None, 0) or ours is None:
         return None
     return 100.0 * (ours / paper - 1.0)
+
+
+def progress(iterable=None, **kw):
+    """A tqdm bar on the process's own stderr: shown in the terminal running the stage, never stored in
+    a rendered notebook (whose outputs must not hold timings)."""
+    import sys
+
+    from tqdm import tqdm
+
+    kw.setdefault("mininterval", 5.0)
+    return tqdm(iterable, file=sys.__stderr__, **kw)
