@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     ap.add_argument("--no-html", action="store_true", help="execute only (used by the notebook tests)")
     ap.add_argument("--output", help="where to keep the executed .ipynb (default: not kept)")
+    ap.add_argument("--cwd", default=str(ROOT), help="working directory of the notebook: its reports/ and "
+                    "artifacts/ are written there (default: the repository root)")
     args = ap.parse_args(argv)
 
     import nbformat
@@ -76,6 +78,8 @@ def main(argv=None) -> int:
 
     extra = {k: yaml.safe_load(v) for k, v in args.p}
     params = stage_parameters(load_params(), args.name, args.section, extra)
+    # the kernel imports this checkout's maedet, whatever is installed
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))
     nb_path = ROOT / args.notebook
     if not nb_path.exists():
         print(f"run_notebook: {nb_path} not found", file=sys.stderr)
@@ -87,7 +91,7 @@ def main(argv=None) -> int:
         out_nb = Path(tmp) / nb_path.name
         try:
             pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, kernel_name="python3",
-                                cwd=str(ROOT), progress_bar=sys.stderr.isatty(), log_output=True,
+                                cwd=args.cwd, progress_bar=sys.stderr.isatty(), log_output=True,
                                 stdout_file=sys.stdout, stderr_file=sys.stderr)
         except pm.PapermillExecutionError as e:
             print(f"run_notebook: {args.notebook} failed in cell {e.exec_count}: {e.ename}: {e.evalue}",
@@ -102,13 +106,13 @@ def main(argv=None) -> int:
             from nbconvert import HTMLExporter
 
             html, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
-            dest = ROOT / "reports" / f"{args.name}.html"
+            dest = Path(args.cwd) / "reports" / f"{args.name}.html"
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp_html = dest.with_suffix(".html.tmp")
             tmp_html.write_text(html)
             tmp_html.replace(dest)
-    (ROOT / "logs").mkdir(exist_ok=True)
-    with open(ROOT / "logs" / "timings.jsonl", "a") as f:
+    (Path(args.cwd) / "logs").mkdir(exist_ok=True)
+    with open(Path(args.cwd) / "logs" / "timings.jsonl", "a") as f:
         f.write(json.dumps({"stage": args.name, "profile": params["profile"], "seconds": round(time.time() - t0, 1),
                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
     return 0

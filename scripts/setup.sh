@@ -4,7 +4,8 @@
 #   torch 2.14.1 + torchvision 0.29.1   (pip; a CUDA build that also runs on CPU)
 #   mmcv 2.1.0 with ops                  (built from the sdist ONCE per machine into a wheel cache,
 #                                          $MAEDET_WHEEL_CACHE, default ~/.cache/maedet/wheels)
-#   everything in requirements.txt, then the project package `maedet` (lib/) in editable mode.
+#   everything in requirements.txt, every transitive dependency pinned by constraints.txt (a freeze of a
+#   working environment), then the project package `maedet` (lib/) in editable mode.
 #
 # Needs only the package registries (PyPI); no other network access.
 set -euo pipefail
@@ -20,7 +21,7 @@ MMCV_VERSION=2.1.0
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # The stamp records everything that decides the environment; if unchanged, nothing to do.
-stamp_src=$(cat requirements.txt lib/pyproject.toml scripts/setup.sh; echo "$TORCH_PINS $MMCV_VERSION")
+stamp_src=$(cat requirements.txt constraints.txt lib/pyproject.toml scripts/setup.sh; echo "$TORCH_PINS $MMCV_VERSION")
 stamp=$(printf '%s' "$stamp_src" | sha256sum | cut -c1-16)
 if [ -f "$VENV/.maedet-setup" ] && [ "$(cat "$VENV/.maedet-setup")" = "$stamp" ]; then
   log "environment up to date ($VENV)"
@@ -36,10 +37,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+C=(-c "$ROOT/constraints.txt")
 "${PIP[@]}" install -q "pip==24.3.1" "setuptools>=77.0.3,<81" wheel "ninja==1.11.1.3"
 
 log "installing $TORCH_PINS"
-"${PIP[@]}" install -q $TORCH_PINS "numpy==1.26.4"
+"${PIP[@]}" install -q "${C[@]}" $TORCH_PINS "numpy==1.26.4"
 
 mkdir -p "$CACHE"
 mmcv_whl=$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
@@ -59,8 +61,8 @@ if [ -z "$mmcv_whl" ]; then
 fi
 log "installing the remaining pinned packages"
 # opencv headless first, so that mmcv/mmengine do not pull the GUI build.
-"${PIP[@]}" install -q "opencv-python-headless==4.10.0.84" "numpy==1.26.4"
-"${PIP[@]}" install -q "$mmcv_whl" -r requirements.txt
+"${PIP[@]}" install -q "${C[@]}" "opencv-python-headless==4.10.0.84" "numpy==1.26.4"
+"${PIP[@]}" install -q "${C[@]}" "$mmcv_whl" -r requirements.txt
 "${PIP[@]}" install -q --no-deps -e lib
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name maedet --display-name "MAE-DET (.venv)" >/dev/null
 

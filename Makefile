@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make repro   set everything up, build the data, run the whole pipeline (profile in params.yaml)
+#   make test    set everything up and run the test suite
+# Everything else is optional.
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
+
+.PHONY: setup data repro test lab clean-cache
+
+setup:                       ## create/refresh .venv (idempotent; mmcv is built once per machine)
+	@bash scripts/setup.sh
+
+data: setup                  ## materialise data/ offline and verify it against data.dvc
+	@bash scripts/data.sh
+
+repro: data                  ## the main job: dvc repro of every stage
+	dvc repro
+
+test: setup                  ## the test suite (~15 min on 2 cores)
+	$(BIN)/python -m pytest -q tests
+
+lab: setup                   ## JupyterLab on the notebooks, in the project environment
+	$(BIN)/jupyter lab notebooks
