@@ -36,7 +36,7 @@ def render() -> str:
         present = [n for n in names if n in stages]
         if not present:
             issue = it.get("issue")
-            why = f"not yet (issue {issue})" if isinstance(issue, int) else f"not yet ({issue})" if issue else "not yet"
+            why = f"not yet (issue {issue})" if isinstance(issue, int) else f"not yet: {issue}" if issue else "not yet"
             lines.append(f"| {it['item']} | {it['what']} | - | - | - | {why} |")
             continue
         nbs, links, profiles, ran = set(), [], set(), True
