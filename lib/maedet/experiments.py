@@ -1,0 +1,182 @@
+"""Training runs shared by the tables: specification, a content-addressed run cache, parallel execution,
+and seed statistics.
+
+A run is (backbone structure, head, dataset, seed, profile, optional pretrained init). Its id hashes all of
+that plus the source of the modules that decide training, so a finished run is reused by every table that
+needs it (Table 1's FCOS runs serve Tables 4, 8 and 9 too) and is redone when any of it changes. Runs live
+in ``cache/train/<id>/`` (mmdet work_dir: checkpoints, logs, ``results.json``); a killed run resumes from its
+last epoch checkpoint. The tables' own numbers are written by the notebooks into DVC-tracked artifacts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .structure import Structure, load
+
+ROOT_CACHE = Path(os.environ.get("MAEDET_RUN_CACHE", "cache/train"))
+_CODE = ("detectors.py", "mmdet_backbone.py", "networks.py", "structure.py", "data.py")
+
+
+def _code_hash() -> str:
+    h = hashlib.sha1()
+    here = Path(__file__).parent
+    for name in _CODE:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+def structure_dict(backbone) -> dict:
+    s = backbone if isinstance(backbone, Structure) else load(backbone) if isinstance(backbone, (str, Path)) \
+        else Structure.from_dict(backbone)
+    return s.to_dict()
+
+
+@dataclass
+class Run:
+    """One training run. ``kind`` is ``detect`` (mmdet) or ``classify`` (the top-1 column / pretraining)."""
+
+    label: str                      # the backbone's name in tables (e.g. "maedet-m", "alpha 1:1:6")
+    backbone: dict                  # structure dict
+    head: str = "fcos"
+    seed: int = 0
+    dataset: str = "digits"
+    kind: str = "detect"
+    pretrained: str | None = None   # id of a classify run whose backbone initialises this one
+    profile: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        d = asdict(self)
+        d.pop("label")
+        d["code"] = _code_hash()
+        digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.kind}-{self.head if self.kind == 'detect' else 'cls'}-s{self.seed}-{digest}"
+
+    def dir(self, root: Path = None) -> Path:
+        return Path(root or ROOT_CACHE) / self.id
+
+    def result(self, root: Path = None) -> dict | None:
+        p = self.dir(root) / "results.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+
+def detect_run(label, backbone, head, seed, profile, dataset="digits", pretrained: "Run | None" = None) -> Run:
+    return Run(label, structure_dict(backbone), head, int(seed), dataset, "detect",
+               pretrained.id if pretrained is not None else None, dict(profile))
+
+
+def classify_run(label, backbone, seed, profile) -> Run:
+    return Run(label, structure_dict(backbone), "cls", int(seed), "digits_cls", "classify", None, dict(profile))
+
+
+def execute(run: Run, data_root: str | Path = "data", root: Path = None) -> dict:
+    """Run one training in this process (what the worker subprocess calls)."""
+    from . import detectors
+
+    out = run.dir(root)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(asdict(run), indent=1, sort_keys=True))
+    if run.kind == "classify":
+        p = run.profile
+        res = detectors.classify(run.backbone, Path(data_root) / "digits_cls", width_multiplier=p["width_multiplier"],
+                                 epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                                 input_size=p["input_size"], seed=run.seed, threads=p.get("threads", 2),
+                                 save_to=out / "backbone.pth", max_train=p.get("max_train"))
+        res = dict(res, label=run.label, kind="classify")
+        (out / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True))
+        return res
+    pre = None
+    if run.pretrained is not None:
+        pre = Path(root or ROOT_CACHE) / run.pretrained / "backbone.pth"
+        if not pre.exists():
+            raise FileNotFoundError(f"run {run.id} needs the pretrained backbone {pre}")
+    cfg = detectors.make_config(run.backbone, run.head, data_root, profile=run.profile, seed=run.seed,
+                                work_dir=out, dataset=run.dataset, pretrained=str(pre) if pre else None)
+    res = detectors.train(cfg)
+    return res
+
+
+def run_all(runs: list[Run], data_root: str | Path = "data", parallel: int = 2, root: Path = None,
+            progress: bool = True) -> list[dict]:
+    """Execute the runs that have no results yet, ``parallel`` at a time in worker processes (each with
+    ``profile['threads']`` torch threads); classification runs that others depend on go first."""
+    root = Path(root or ROOT_CACHE)
+    todo, seen = [], set()
+    for r in sorted(runs, key=lambda r: r.kind != "classify"):
+        if r.id not in seen and r.result(root) is None:
+            seen.add(r.id)
+            todo.append(r)
+    bar = None
+    if progress and todo:
+        from .report import progress as pbar
+
+        bar = pbar(total=len(todo), desc="training runs", mininterval=1.0)
+
+    def work(r: Run):
+        spec = json.dumps(asdict(r))
+        log = r.dir(root)
+        log.mkdir(parents=True, exist_ok=True)
+        t = time.time()
+        with open(log / "worker.log", "a") as f:
+            p = subprocess.run([sys.executable, "-m", "maedet.experiments", spec, str(data_root), str(root)],
+                               stdout=f, stderr=subprocess.STDOUT)
+        if bar is not None:
+            bar.update(1)
+        if p.returncode != 0:
+            tail = (log / "worker.log").read_text()[-2000:]
+            raise RuntimeError(f"training run {r.label}/{r.head}/seed {r.seed} ({r.id}) failed after "
+                               f"{time.time() - t:.0f}s:\n{tail}")
+
+    cls = [r for r in todo if r.kind == "classify"]
+    det = [r for r in todo if r.kind != "classify"]
+    try:
+        for batch in (cls, det):
+            with ThreadPoolExecutor(max_workers=max(1, parallel)) as ex:
+                list(ex.map(work, batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    return [r.result(root) for r in runs]
+
+
+# --------------------------------------------------------------------------------------------------
+# statistics over seeds
+# --------------------------------------------------------------------------------------------------
+def seed_stats(values) -> dict:
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if len(v) == 0:
+        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+
+
+def verdict(a: dict, b: dict, name_a: str, name_b: str) -> str:
+    """Whether the ordering of two seed groups holds beyond their spread (seed ranges do not overlap)."""
+    if a["n"] == 0 or b["n"] == 0:
+        return "no data"
+    if a["min"] > b["max"]:
+        return f"{name_a} > {name_b} beyond the seed spread"
+    if b["min"] > a["max"]:
+        return f"{name_b} > {name_a} beyond the seed spread"
+    hi, lo = (name_a, name_b) if a["mean"] >= b["mean"] else (name_b, name_a)
+    return f"{hi} >= {lo} on the mean, within the seed spread (not resolved)"
+
+
+def main(argv=None):  # worker entry: python -m maedet.experiments RUN_JSON DATA_ROOT CACHE_ROOT
+    argv = argv if argv is not None else sys.argv[1:]
+    run = Run(**json.loads(argv[0]))
+    execute(run, argv[1], Path(argv[2]))
+
+
+if __name__ == "__main__":
+    main()
