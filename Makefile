@@ -18,8 +18,9 @@ setup:                       ## create/refresh .venv (idempotent; mmcv is built 
 data: setup                  ## materialise data/ offline and verify it against data.dvc
 	@bash scripts/data.sh
 
-repro: data                  ## the main job: dvc repro of every stage
+repro: data                  ## the main job: dvc repro of every stage, then the reports index
 	dvc repro
+	$(BIN)/python scripts/make_index.py
 
 test: setup                  ## the test suite (~15 min on 2 cores)
 	$(BIN)/python -m pytest -q tests

@@ -51,6 +51,8 @@ def render() -> str:
         status = SCALE[it["scale"]] if ran else "stage defined, not run yet"
         if ran and profiles == {"ci"}:
             status += " (ci profile: smoke-test numbers)"
+        if ran and it.get("partial"):
+            status += f"; partial: {it['partial']}"
         nb_links = ", ".join(f"[{Path(nb).name}](../{nb})" for nb in sorted(nbs))
         lines.append(f"| {it['item']} | {it['what']} | {nb_links} | {', '.join(links)} | "
                      f"{', '.join(sorted(profiles)) or '-'} | {status} |")

@@ -9,6 +9,7 @@ last epoch checkpoint. The tables' own numbers are written by the notebooks into
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -164,12 +165,99 @@ def verdict(a: dict, b: dict, name_a: str, name_b: str) -> str:
     """Whether the ordering of two seed groups holds beyond their spread (seed ranges do not overlap)."""
     if a["n"] == 0 or b["n"] == 0:
         return "no data"
+    if a["n"] < 2 or b["n"] < 2:
+        hi, lo = (name_a, name_b) if a["mean"] >= b["mean"] else (name_b, name_a)
+        return f"{hi} >= {lo} on one seed (no spread to test against)"
     if a["min"] > b["max"]:
         return f"{name_a} > {name_b} beyond the seed spread"
     if b["min"] > a["max"]:
         return f"{name_b} > {name_a} beyond the seed spread"
     hi, lo = (name_a, name_b) if a["mean"] >= b["mean"] else (name_b, name_a)
     return f"{hi} >= {lo} on the mean, within the seed spread (not resolved)"
+
+
+# --------------------------------------------------------------------------------------------------
+# tables: data, result frames, summaries
+# --------------------------------------------------------------------------------------------------
+DETECT_METRICS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
+MASK_METRICS = ("mask_AP", "mask_AP50", "mask_AP75", "mask_AP_S", "mask_AP_M", "mask_AP_L")
+
+
+def ensure_data(data_root: str | Path, datasets=("digits", "digits_cls"), build_profile: str | None = None) -> Path:
+    """The training data under ``data_root``. With ``build_profile`` (the ``ci`` profile passes ``ci``) the
+    missing datasets are generated there (seconds at ``ci``); otherwise a missing dataset is an error that
+    says how to make it (``make data`` materialises and verifies ``data/`` against ``data.dvc``)."""
+    root = Path(data_root)
+    # a COCO-format directory given directly (annotations/train.json; e.g. COCO itself) serves detection
+    direct = (root / "annotations" / "train.json").exists()
+    missing = [d for d in datasets if not (root / d / "meta.json").exists() and not (direct and d == "digits")]
+    if missing and build_profile is None:
+        raise FileNotFoundError(f"dataset(s) {', '.join(missing)} not found under {root}/ "
+                                f"(run `make data`, or `python -m maedet.data {root}`)")
+    if missing:
+        from . import data
+
+        params = copy.deepcopy(data.PROFILES[build_profile])
+        for d in data.DATASETS:
+            if d not in missing:
+                params[d] = None
+        data.build_all(root, params)
+    return root
+
+
+def frame(runs: list[Run], results: list[dict | None]):
+    """One row per run: label, head, seed, the COCO metrics (or top-1), costs, speed, wall time, run id."""
+    import pandas as pd
+
+    rows = []
+    for r, res in zip(runs, results):
+        row = {"label": r.label, "head": r.head, "seed": r.seed, "kind": r.kind,
+               "init": "pretrain" if r.pretrained else "scratch", "run": r.id}
+        res = res or {}
+        if r.kind == "classify":
+            row.update(top1=res.get("top1"), train_seconds=res.get("train_seconds"),
+                       backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"))
+        else:
+            for k in DETECT_METRICS + MASK_METRICS:
+                if k in res:
+                    row[k] = res[k]
+            row.update(backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"),
+                       detector_macs=res.get("detector_macs"), images_per_second=res.get("images_per_second"),
+                       train_seconds=res.get("train_seconds"), epochs=res.get("epochs"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary(df, by=("label", "head"), metrics=("AP", "AP_S", "AP_M", "AP_L")):
+    """Mean and sample standard deviation over seeds of each metric, per group (order of first appearance)."""
+    import pandas as pd
+
+    out = []
+    for key, g in df.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        row["seeds"] = int(g["seed"].nunique())
+        for m in metrics:
+            if m not in g:
+                continue
+            st = seed_stats(g[m].tolist())
+            row[m] = st["mean"]
+            row[f"{m} sd"] = st["std"]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def compare(df, label_a: str, label_b: str, metric: str = "AP", **where) -> dict:
+    """Seed statistics of ``metric`` for two labels (rows filtered by ``where``, e.g. head="fcos") and the
+    :func:`verdict` on their ordering."""
+    sel = df
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    a = seed_stats(sel[sel.label == label_a][metric].tolist())
+    b = seed_stats(sel[sel.label == label_b][metric].tolist())
+    return {"a": label_a, "b": label_b, "metric": metric, **{f"{k}_a": v for k, v in a.items()},
+            **{f"{k}_b": v for k, v in b.items()}, "difference": a["mean"] - b["mean"],
+            "verdict": verdict(a, b, label_a, label_b), **where}
 
 
 def main(argv=None):  # worker entry: python -m maedet.experiments RUN_JSON DATA_ROOT CACHE_ROOT

@@ -1,0 +1,556 @@
+"""Thin wrappers around mmdetection: a detector config from (backbone, head, dataset, profile), training
+with resume, COCO evaluation, inference speed and one ``results.json``; plus a small classification trainer
+(the "ImageNet top-1" column at reduced scale and the pretrained init of Table 7).
+
+Every backbone, the ResNet references included, goes through :class:`maedet.mmdet_backbone.MAEDetBackbone`
+(same code, same initialisation) inside mmdet's own bundled detector configs, so comparisons are fair.
+What is swapped in the bundled config (everything else keeps mmdet's defaults, as the paper did):
+
+* backbone -> ``MAEDetBackbone`` (from scratch: BN trained, no frozen stage, ``norm_eval=False``);
+  FPN detectors (FCOS, RetinaNet, GFL) read C3-C5 (``out_indices=(2, 3, 4)``, FPN ``start_level=0``, P6-P7
+  added by the FPN exactly as in the bundled configs); Mask R-CNN reads C2-C5; YOLOF reads C5 only.
+* data preprocessing -> torchvision-style RGB mean/std (the caffe-style FCOS/YOLOF configs assume caffe
+  pretrained weights);
+* neck / head widths -> ``neck_channels`` (YOLOF's encoder, 512 wide at 256 elsewhere, gets twice that;
+  GroupNorm heads (FCOS, GFL) get at most 32 groups of >= 4 channels);
+* data, schedule and optimiser -> the profile (the paper: SGD, momentum 0.9, weight decay 1e-4, x0.1 decays
+  at 28/36 and 33/36 of training, multi-scale training); each config's ``paramwise_cfg`` is kept.
+
+Profile fields (a dict; missing ones take :data:`DEFAULT_PROFILE`; ``params.yaml`` holds named profiles):
+
+``img_scale``         (w, h) the images are resized to, keeping the aspect ratio (train scale before jitter,
+                      and the test scale); also the resolution FLOPs are reported at
+``multiscale``        (lo, hi) ratio range of random rescaling during training (paper 3x: (0.8, 1.0),
+                      6x: (0.6, 1.2)); (1, 1) disables it
+``flip``              horizontal-flip probability (default 0: digits are not mirror-invariant; mmdet's
+                      COCO configs use 0.5)
+``batch_size``        training images per iteration (the paper: 16)
+``val_batch_size``    images per evaluation batch
+``epochs``            training epochs; LR decays x0.1 at round(28/36 E) and round(33/36 E) (the paper's 3x)
+``lr``                SGD learning rate (paper: 0.02 at batch 16); ``momentum``, ``weight_decay`` likewise
+``warmup_iters``      linear warm-up iterations (from lr x 0.001)
+``grad_clip``         max gradient norm (mmdet's FCOS default 35; ``None``: no clipping)
+``width_multiplier``  uniform backbone channel scaling (:func:`maedet.mmdet_backbone.scale_width`)
+``neck_channels``     FPN / head width (the paper: 256; 192 for MAE-DET-S)
+``norm``              backbone norm layer type: ``BN`` (single process), ``SyncBN`` (the paper, multi-GPU)
+``num_workers``       data-loading worker processes (0: in the training process)
+``threads``           torch threads of the training process
+``val_interval``      evaluate every that many epochs during training (0: only after the last epoch)
+``max_keep_ckpts``    epoch checkpoints kept in ``work_dir`` (one per epoch is written, for resuming)
+``log_interval``      iterations between loss logs (``work_dir/*/vis_data/scalars.json``)
+``log_level``         console/log-file level of mmengine (``WARNING`` keeps runs quiet)
+``rcnn_rois``         Mask R-CNN: RoIs sampled per training image for the box/mask heads (mmdet's default
+                      512; 128 at reduced scale, where images hold ~5 objects: 3x faster, as CPU RoIAlign
+                      dominates; ``None``: mmdet's default)
+``speed_images``      images timed for the inference speed (batch 1, after 3 warm-up images; 0: skip)
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+HEADS = {
+    "fcos": "mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py",
+    "retinanet": "mmdet::retinanet/retinanet_r50_fpn_1x_coco.py",
+    "gfl": "mmdet::gfl/gfl_r50_fpn_1x_coco.py",
+    "yolof": "mmdet::yolof/yolof_r50-c5_8xb8-1x_coco.py",
+    "mask_rcnn": "mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py",
+}
+# stages each detector reads (0-based: 0 = C1 ... 4 = C5)
+OUT_INDICES = {"fcos": (2, 3, 4), "retinanet": (2, 3, 4), "gfl": (2, 3, 4), "yolof": (4,), "mask_rcnn": (1, 2, 3, 4)}
+
+DEFAULT_PROFILE = dict(
+    img_scale=(192, 192), multiscale=(0.8, 1.0), flip=0.0, batch_size=8, val_batch_size=8, epochs=12,
+    lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_iters=100, grad_clip=35.0,
+    width_multiplier=0.125, neck_channels=32, norm="BN", num_workers=0, threads=2, val_interval=0,
+    max_keep_ckpts=1, log_interval=50, log_level="WARNING", speed_images=20, rcnn_rois=128,
+)
+
+PYTORCH_MEAN = [123.675, 116.28, 103.53]  # RGB, what classify() and the detectors normalise with
+PYTORCH_STD = [58.395, 57.12, 57.375]
+
+METRIC_KEYS = {"bbox_mAP": "AP", "bbox_mAP_50": "AP50", "bbox_mAP_75": "AP75", "bbox_mAP_s": "AP_S",
+               "bbox_mAP_m": "AP_M", "bbox_mAP_l": "AP_L", "segm_mAP": "mask_AP", "segm_mAP_50": "mask_AP50",
+               "segm_mAP_75": "mask_AP75", "segm_mAP_s": "mask_AP_S", "segm_mAP_m": "mask_AP_M",
+               "segm_mAP_l": "mask_AP_L"}
+
+
+# --------------------------------------------------------------------------------------------------
+# environment
+# --------------------------------------------------------------------------------------------------
+def _torch_load_compat():
+    """mmengine 0.10 calls ``torch.load`` without ``weights_only``; torch >= 2.6 defaults it to True, which
+    rejects mmengine's own checkpoints (message hub, numpy scalars) when resuming."""
+    if not os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD"):
+        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+
+
+def _ensure_registered():
+    """Register mmdet's modules (default scope ``mmdet``) and ``MAEDetBackbone``; the latter also flushes
+    denormal floats to zero (10x CPU slow-downs early in scratch training otherwise)."""
+    _torch_load_compat()
+    import maedet.mmdet_backbone  # noqa: F401  (registers MAEDetBackbone, torch.set_flush_denormal(True))
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+
+
+def bundled_config(name: str) -> str:
+    """Path of a config bundled with the installed mmdet (``mmdet::x/y.py`` or ``x/y.py``)."""
+    import mmdet
+
+    rel = name.split("::", 1)[-1]
+    path = Path(mmdet.__file__).parent / ".mim" / "configs" / rel
+    if not path.exists():
+        raise FileNotFoundError(f"mmdet has no bundled config {rel}")
+    return str(path)
+
+
+def dataset_dir(data_root: str | Path, dataset: str | None) -> Path:
+    """``data_root/dataset`` (the layout of ``maedet data``), or ``data_root`` itself when it already holds
+    ``annotations/train.json``."""
+    root = Path(data_root)
+    if (root / "annotations" / "train.json").exists() or not dataset:
+        return root
+    return root / dataset
+
+
+def coco_classes(ann_file: str | Path) -> tuple[str, ...]:
+    """Category names of a COCO annotation file, in category-id order (mmdet's label order)."""
+    cats = json.loads(Path(ann_file).read_text())["categories"]
+    return tuple(c["name"] for c in sorted(cats, key=lambda c: c["id"]))
+
+
+def _gn_groups(c: int) -> int:
+    """At most 32 GroupNorm groups of at least 4 channels (mmdet's 32 groups at width 256)."""
+    g = max(1, min(32, c // 4))
+    while c % g:
+        g -= 1
+    return g
+
+
+def _zoo_name(s) -> str | None:
+    from . import zoo
+
+    for name in zoo.names():
+        if zoo.get(name).key() == s.key():
+            return name
+    return None
+
+
+def milestones(epochs: int) -> list[int]:
+    """The paper's 3x decay points (28 and 33 of 36 epochs) scaled to ``epochs``."""
+    e = int(epochs)
+    return sorted({max(1, round(e * 28 / 36)), max(1, round(e * 33 / 36))})
+
+
+# --------------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------------
+def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | None = None, seed: int = 0,
+                work_dir: str | Path = "work_dirs/run", dataset: str | None = "digits",
+                pretrained: str | Path | None = None):
+    """An mmengine ``Config``: mmdet's bundled ``head`` config with ``MAEDetBackbone(backbone)``, the data
+    of ``data_root`` (see :func:`dataset_dir`; classes read from its annotation file) and the profile's
+    schedule. ``backbone`` is a zoo name, a structure JSON path, a dict or a Structure; ``pretrained`` a
+    backbone checkpoint (:func:`maedet.mmdet_backbone.save_pretrained`) loaded as ``init_cfg``."""
+    from mmengine.config import Config
+
+    from .mmdet_backbone import resolve
+
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    p = dict(DEFAULT_PROFILE, **(profile or {}))
+    unknown = set(p) - set(DEFAULT_PROFILE)
+    if unknown:
+        raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(DEFAULT_PROFILE)})")
+    try:
+        cfg = Config.fromfile(HEADS[head])
+    except Exception:  # older mmengine without package-relative paths
+        cfg = Config.fromfile(bundled_config(HEADS[head]))
+
+    out_idx = OUT_INDICES[head]
+    width = float(p["width_multiplier"])
+    s = resolve(backbone)  # validated, unscaled
+    # the config carries a zoo name when the structure is a zoo entry (mmengine formats the config text with
+    # yapf several times per run: ~0.4 s for a structure dict), else the structure dict itself
+    struct = _zoo_name(s) or s.to_dict()
+    scaled = resolve(struct, width)
+    in_ch = [scaled.stage_channels[i] for i in out_idx]
+    nc = int(p["neck_channels"])
+    dd = dataset_dir(data_root, dataset)
+    classes = coco_classes(dd / "annotations" / "train.json")
+    k = len(classes)
+
+    cfg.custom_imports = dict(imports=["maedet.mmdet_backbone"], allow_failed_imports=False)
+    m = cfg.model
+    m.data_preprocessor.update(mean=PYTORCH_MEAN, std=PYTORCH_STD, bgr_to_rgb=True, pad_size_divisor=32)
+    m.backbone = dict(type="MAEDetBackbone", structure=struct, out_indices=out_idx, width_multiplier=width,
+                      norm_cfg=dict(type=p["norm"], requires_grad=True), norm_eval=False, frozen_stages=-1,
+                      zero_init_residual=True,
+                      init_cfg=None if pretrained is None else dict(type="Pretrained", checkpoint=str(pretrained)))
+    if head == "yolof":
+        m.neck.update(in_channels=in_ch[0], out_channels=2 * nc, block_mid_channels=max(8, nc // 2))
+        m.bbox_head.update(in_channels=2 * nc, num_classes=k)
+    elif head == "mask_rcnn":
+        m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
+        m.rpn_head.update(in_channels=nc, feat_channels=nc)
+        m.roi_head.bbox_roi_extractor.update(out_channels=nc)
+        m.roi_head.bbox_head.update(in_channels=nc, fc_out_channels=4 * nc, num_classes=k)
+        m.roi_head.mask_roi_extractor.update(out_channels=nc)
+        m.roi_head.mask_head.update(in_channels=nc, conv_out_channels=nc, num_classes=k)
+        if p["rcnn_rois"]:  # RoIs sampled per image for the box/mask heads' losses (mmdet: 512)
+            m.train_cfg.rcnn.sampler.num = int(p["rcnn_rois"])
+    else:
+        # the bundled configs feed C2-C5 with start_level=1; we feed C3-C5 with start_level=0: same FPN
+        m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
+        m.bbox_head.update(in_channels=nc, feat_channels=nc, num_classes=k)
+        if head in ("fcos", "gfl"):  # GroupNorm heads
+            m.bbox_head.norm_cfg = dict(type="GN", num_groups=_gn_groups(nc), requires_grad=True)
+
+    # ---- data
+    w, h = (int(v) for v in p["img_scale"])
+    lo, hi = (float(v) for v in p["multiscale"])
+    with_mask = head == "mask_rcnn"
+    train_pipeline = [
+        dict(type="LoadImageFromFile"),
+        dict(type="LoadAnnotations", with_bbox=True, with_mask=with_mask),
+        dict(type="RandomResize", scale=(w, h), ratio_range=(lo, hi), keep_ratio=True),
+        dict(type="RandomFlip", prob=float(p["flip"])),
+        dict(type="PackDetInputs"),
+    ]
+    test_pipeline = [
+        dict(type="LoadImageFromFile"),
+        dict(type="Resize", scale=(w, h), keep_ratio=True),
+        dict(type="LoadAnnotations", with_bbox=True, with_mask=with_mask),
+        dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
+    ]
+
+    def ds(split, pipeline, **kw):
+        return dict(type="CocoDataset", data_root=f"{dd}/", ann_file=f"annotations/{split}.json",
+                    data_prefix=dict(img=f"{split}/"), metainfo=dict(classes=classes), pipeline=pipeline,
+                    backend_args=None, **kw)
+
+    nw = int(p["num_workers"])
+    cfg.train_dataloader = dict(batch_size=int(p["batch_size"]), num_workers=nw, persistent_workers=False,
+                                sampler=dict(type="DefaultSampler", shuffle=True),
+                                batch_sampler=dict(type="AspectRatioBatchSampler"),
+                                dataset=ds("train", train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=1)))
+    cfg.val_dataloader = dict(batch_size=int(p["val_batch_size"]), num_workers=nw, persistent_workers=False,
+                              drop_last=False, sampler=dict(type="DefaultSampler", shuffle=False),
+                              dataset=ds("val", test_pipeline, test_mode=True))
+    cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+    metric = ["bbox", "segm"] if with_mask else ["bbox"]
+    cfg.val_evaluator = dict(type="CocoMetric", ann_file=str(dd / "annotations" / "val.json"), metric=metric,
+                             format_only=False, backend_args=None)
+    cfg.test_evaluator = copy.deepcopy(cfg.val_evaluator)
+
+    # ---- schedule: the paper's SGD, 3x-shaped steps scaled to `epochs`
+    E = int(p["epochs"])
+    vi = int(p["val_interval"] or 0)
+    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=E, val_interval=vi if vi > 0 else E + 1)
+    cfg.val_cfg = dict(type="ValLoop")
+    cfg.test_cfg = dict(type="TestLoop")
+    ow = cfg.get("optim_wrapper", {})
+    cfg.optim_wrapper = dict(type="OptimWrapper",
+                             optimizer=dict(type="SGD", lr=float(p["lr"]), momentum=float(p["momentum"]),
+                                            weight_decay=float(p["weight_decay"])))
+    if ow.get("paramwise_cfg"):
+        cfg.optim_wrapper["paramwise_cfg"] = copy.deepcopy(ow["paramwise_cfg"])
+    if p["grad_clip"]:
+        cfg.optim_wrapper["clip_grad"] = dict(max_norm=float(p["grad_clip"]), norm_type=2)
+    cfg.param_scheduler = [
+        dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=int(p["warmup_iters"])),
+        dict(type="MultiStepLR", begin=0, end=E, by_epoch=True, milestones=milestones(E), gamma=0.1),
+    ]
+    cfg.auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+    # ---- runtime
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1, by_epoch=True,
+                                        max_keep_ckpts=int(p["max_keep_ckpts"]), save_last=True)
+    cfg.default_hooks.logger = dict(type="LoggerHook", interval=int(p["log_interval"]))
+    cfg.default_hooks.visualization = dict(type="DetVisualizationHook", draw=False)
+    cfg.visualizer = dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")],
+                          name="visualizer")
+    cfg.env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+                       dist_cfg=dict(backend="gloo"))
+    cfg.launcher = "none"
+    cfg.randomness = dict(seed=int(seed), deterministic=False)
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = str(p["log_level"])
+    cfg.load_from = None
+    cfg.resume = False
+    p_json = json.loads(json.dumps(p))  # tuples -> lists, as it will read back
+    cfg.maedet = dict(head=head, dataset=dataset or dd.name, data_dir=str(dd), seed=int(seed), profile=p_json,
+                      pretrained=None if pretrained is None else str(pretrained),
+                      backbone=s.name or s.digest(), classes=list(classes))
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------
+def _metrics(raw: dict) -> dict:
+    out = {}
+    for key, v in (raw or {}).items():
+        short = key.split("/")[-1]
+        if short in METRIC_KEYS:
+            v = float(v)
+            out[METRIC_KEYS[short]] = round(100.0 * v, 2) if v >= 0 else None  # -1: no object of that size
+    return out
+
+
+def _hooks():
+    from mmengine.hooks import Hook
+
+    class TrainTimer(Hook):
+        """Wall time of every training epoch, across kills/resumes (kept in the message hub, so in checkpoints)."""
+
+        start_iter = 0
+
+        def before_train(self, runner):  # after a resume: where this process starts
+            self.start_iter = runner.iter
+
+        def before_train_epoch(self, runner):
+            self.t0 = time.perf_counter()
+
+        def after_train_epoch(self, runner):  # runs before CheckpointHook (VERY_LOW)
+            hub = runner.message_hub
+            hub.update_info("maedet/epoch_seconds",
+                            list(hub.get_info("maedet/epoch_seconds", [])) + [time.perf_counter() - self.t0])
+
+    class LastVal(Hook):
+        """The metrics of the last in-loop evaluation (mmengine always evaluates after the last epoch)."""
+
+        def __init__(self):
+            self.epoch, self.metrics, self.seconds, self.t0 = None, None, None, None
+
+        def before_val_epoch(self, runner):
+            self.t0 = time.perf_counter()
+
+        def after_val_epoch(self, runner, metrics=None):
+            self.epoch, self.metrics, self.seconds = runner.epoch, metrics, time.perf_counter() - self.t0
+
+    return TrainTimer(), LastVal()
+
+
+def inference_speed(model, dataset, n_images: int = 20, warmup: int = 3) -> float | None:
+    """Images per second of the full detector in eval mode at batch 1 on this machine: data preprocessing
+    (normalise, pad), backbone, neck, head and post-processing (NMS), excluding image decoding. The median
+    per-image time over ``n_images`` val images, after ``warmup`` untimed ones."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+
+    if n_images <= 0 or len(dataset) == 0:
+        return None
+    model.eval()
+    items = [pseudo_collate([dataset[i % len(dataset)]]) for i in range(n_images + warmup)]
+    times = []
+    with torch.no_grad():
+        for i, d in enumerate(items):
+            t0 = time.perf_counter()
+            model.test_step(d)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return round(1.0 / statistics.median(times), 2)
+
+
+def detector_macs(model, hw) -> int | None:
+    """Multiply-accumulates of the full detector's forward at ``hw`` = (h, w) (padded to 32) counted by
+    mmengine's FlopAnalyzer: backbone, neck and heads (for Mask R-CNN with the RPN's test-time proposals,
+    so it varies with the weights); no post-processing. None if the model cannot be traced."""
+    import torch
+
+    try:
+        from mmdet.structures import DetDataSample
+        from mmengine.analysis import FlopAnalyzer
+
+        h, w = (-(-int(v) // 32) * 32 for v in hw)
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                             batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
+
+        class _Tensor(torch.nn.Module):
+            def __init__(self, det):
+                super().__init__()
+                self.det = det
+
+            def forward(self, x):
+                return self.det(x, [sample], mode="tensor")
+
+        model.eval()
+        with torch.no_grad():
+            fa = FlopAnalyzer(_Tensor(model), (torch.zeros(1, 3, h, w),))
+            fa.unsupported_ops_warnings(False)
+            fa.uncalled_modules_warnings(False)
+            return int(fa.total())
+    except Exception:  # noqa: BLE001 - an optional number
+        return None
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+def train(cfg, resume: bool = True, speed: bool = True) -> dict:
+    """Train ``cfg`` (from :func:`make_config`) with mmengine's Runner, resuming from the last epoch
+    checkpoint in ``work_dir`` when there is one (a killed training continues), evaluate on val with
+    CocoMetric, and write ``work_dir/results.json``: AP, AP50, AP75, AP_S, AP_M, AP_L (mask_AP* for Mask
+    R-CNN) in percent (None: no val object of that size), training wall time (cumulative over resumes),
+    iterations, backbone MACs/params at ``img_scale`` (:func:`maedet.flops.count`), detector params and MACs,
+    and inference speed (:func:`inference_speed`). A run whose ``results.json`` exists is not repeated."""
+    _ensure_registered()
+    import torch
+    from mmengine.runner import Runner, find_latest_checkpoint
+
+    from .flops import count
+    from .mmdet_backbone import resolve
+
+    work_dir = Path(cfg.work_dir)
+    res_path = work_dir / "results.json"
+    if res_path.exists():
+        return json.loads(res_path.read_text())
+    meta = copy.deepcopy(cfg.get("maedet", {}))
+    p = dict(DEFAULT_PROFILE, **meta.get("profile", {}))
+    torch.set_num_threads(int(p["threads"]))
+    cfg = copy.deepcopy(cfg)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = find_latest_checkpoint(str(work_dir)) if resume else None
+    cfg.resume = bool(ckpt)
+    cfg.load_from = ckpt
+    runner = Runner.from_cfg(cfg)
+    timer, last_val = _hooks()
+    runner.register_hook(timer, priority="NORMAL")
+    runner.register_hook(last_val, priority="LOW")
+    t0 = time.perf_counter()
+    runner.train()
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if last_val.epoch == runner.epoch and last_val.metrics is not None:
+        raw = last_val.metrics
+    else:  # resumed after the last epoch (killed while evaluating): evaluate now
+        raw = runner.val()
+    val_s = last_val.seconds if raw is last_val.metrics else time.perf_counter() - t1
+    epoch_s = runner.message_hub.get_info("maedet/epoch_seconds", [])
+    metrics = _metrics(raw)
+    empty = not metrics  # CocoMetric returns {} when the model detected nothing at all: AP 0
+    if empty:
+        keys = [k for k in METRIC_KEYS.values() if k.startswith("mask_")] if cfg.model.get("roi_head") else []
+        metrics = {k: 0.0 for k in ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"] + keys}
+    bb = cfg.model.backbone
+    s = resolve(bb["structure"], bb.get("width_multiplier", 1.0))
+    w, h = (int(v) for v in p["img_scale"])
+    c = count(s, (h, w))
+    model = runner.model
+    out = dict(meta, **metrics)
+    out.update(
+        metrics=metrics, no_detections=empty,
+        backbone_structure=s.to_dict(),
+        backbone_macs=int(c.macs), backbone_params=int(c.params),
+        detector_params=int(sum(q.numel() for q in model.parameters())),
+        detector_macs=detector_macs(model, (h, w)),
+        resolution=[h, w],
+        iterations=int(runner.iter), epochs=int(runner.epoch),
+        train_seconds=round(float(sum(epoch_s)), 1),
+        epoch_seconds=[round(float(t), 2) for t in epoch_s],
+        train_seconds_this_process=round(wall, 1),
+        resumed_from=ckpt, start_iter=int(timer.start_iter),
+        val_seconds=None if val_s is None else round(val_s, 1),  # the final COCO evaluation
+        images_per_second=inference_speed(model, runner.val_dataloader.dataset, int(p["speed_images"]))
+        if speed else None,
+        threads=torch.get_num_threads(),
+    )
+    _write_json(res_path, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# classification (the "ImageNet top-1" column at reduced scale, and the pretrained init of Table 7)
+# --------------------------------------------------------------------------------------------------
+def classify(backbone, data_dir: str | Path, *, width_multiplier: float = 0.125, epochs: int = 10,
+             batch_size: int = 128, lr: float = 0.1, weight_decay: float = 4e-5, input_size: int = 64,
+             seed: int = 0, threads: int = 2, save_to: str | Path | None = None,
+             max_train: int | None = None, augment: bool = True) -> dict:
+    """Backbone + global average pooling + linear on the digits classification set (``data_dir`` holds
+    ``train.npz``/``val.npz``: uint8 N x 3 x S x S RGB images, int64 labels), with the paper's ImageNet
+    recipe at small scale (SGD momentum 0.9, cosine LR, weight decay 4e-5). The 32 px images are upsampled to
+    ``input_size`` (default 64) so that C5, at stride 32, is a 2 x 2 map rather than a single pixel;
+    ``augment`` adds random 4-px translations (no flips: digits are not mirror-invariant). Returns top-1 (%)
+    on val; ``save_to`` writes the backbone for ``init_cfg=dict(type='Pretrained', checkpoint=save_to)`` of
+    an ``MAEDetBackbone`` with the same structure and ``width_multiplier``."""
+    _ensure_registered()
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from .flops import count
+    from .mmdet_backbone import MAEDetBackbone, save_pretrained
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(int(threads))
+    tr = np.load(Path(data_dir) / "train.npz")
+    va = np.load(Path(data_dir) / "val.npz")
+    xtr, ytr = torch.from_numpy(tr["images"]), torch.from_numpy(tr["labels"]).long()
+    if max_train:
+        xtr, ytr = xtr[:max_train], ytr[:max_train]
+    xva, yva = torch.from_numpy(va["images"]), torch.from_numpy(va["labels"]).long()
+    mean = torch.tensor(PYTORCH_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(PYTORCH_STD).view(1, 3, 1, 1)
+    g = torch.Generator().manual_seed(seed)
+
+    def prep(x, train=False):
+        x = (x.float() - mean) / std
+        if train and augment:  # random translation by up to 4 px (zero = mean padding)
+            n, _, hh, ww = x.shape
+            x = F.pad(x, (4, 4, 4, 4))
+            dy, dx = torch.randint(0, 9, (2,), generator=g).tolist()
+            x = x[:, :, dy:dy + hh, dx:dx + ww]
+        return F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+
+    bb = MAEDetBackbone(backbone, out_indices=(4,), width_multiplier=width_multiplier)
+    bb.body.init_weights()
+    n_cls = int(max(int(ytr.max()), int(yva.max())) + 1)
+    head = nn.Linear(bb.out_channels[-1], n_cls)
+    params = list(bb.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    steps = max(1, epochs * ((len(xtr) + batch_size - 1) // batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    t0 = time.perf_counter()
+    losses = []
+    for _ in range(epochs):
+        bb.train()
+        perm = torch.randperm(len(xtr), generator=g)
+        tot, nb = 0.0, 0
+        for i in range(0, len(xtr), batch_size):
+            idx = perm[i:i + batch_size]
+            logits = head(bb(prep(xtr[idx], train=True))[-1].mean((2, 3)))
+            loss = F.cross_entropy(logits, ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot, nb = tot + float(loss.detach()), nb + 1
+        losses.append(round(tot / max(1, nb), 4))
+    train_s = time.perf_counter() - t0
+    bb.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(xva), 256):
+            logits = head(bb(prep(xva[i:i + 256]))[-1].mean((2, 3)))
+            correct += int((logits.argmax(1) == yva[i:i + 256]).sum())
+    c = count(bb.structure, (input_size, input_size))
+    res = {"top1": round(100.0 * correct / len(xva), 2), "epochs": epochs, "train_seconds": round(train_s, 1),
+           "n_train": int(len(xtr)), "n_val": int(len(xva)), "input_size": input_size, "seed": seed,
+           "width_multiplier": width_multiplier, "train_loss": losses, "backbone_macs": int(c.macs),
+           "backbone_params": int(c.params)}
+    if save_to is not None:
+        save_pretrained(bb, save_to, meta={"width_multiplier": width_multiplier, "top1": res["top1"]})
+        res["checkpoint"] = str(save_to)
+    return res
