@@ -44,6 +44,7 @@ def test_notebook_runs_at_ci_profile(notebook, tmp_path):
     html = (tmp_path / "reports" / f"{name}.html").read_text()
     assert "Traceback (most recent call last)" not in html
     assert re.search(r"profile (`|<code>)ci(`|</code>)", html), "the report does not name its profile"
+    assert not re.search(r"\d(it/s|s/it)\]", html), "a progress bar (timings) leaked into the rendered notebook"
     outs = [o if isinstance(o, str) else next(iter(o)) for o in DVC[name].get("outs", [])]
     for o in outs:
         assert (tmp_path / o).exists(), f"{name} did not write {o}"

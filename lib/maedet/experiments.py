@@ -256,7 +256,7 @@ def compare(df, label_a: str, label_b: str, metric: str = "AP", **where) -> dict
     a = seed_stats(sel[sel.label == label_a][metric].tolist())
     b = seed_stats(sel[sel.label == label_b][metric].tolist())
     return {"a": label_a, "b": label_b, "metric": metric, **{f"{k}_a": v for k, v in a.items()},
-            **{f"{k}_b": v for k, v in b.items()}, "difference": a["mean"] - b["mean"],
+            **{f"{k}_b": v for k, v in b.items()}, "difference": round(a["mean"] - b["mean"], 6),
             "verdict": verdict(a, b, label_a, label_b), **where}
 
 

@@ -97,11 +97,21 @@ def rel_diff(ours: float, paper: float | None) -> float | None:
 
 
 def progress(iterable=None, **kw):
-    """A tqdm bar on the process's own stderr: shown in the terminal running the stage, never stored in
-    a rendered notebook (whose outputs must not hold timings)."""
+    """A tqdm bar that never lands in a rendered notebook (whose outputs must not hold timings).
+
+    In a script it goes to the terminal (stderr). Inside a notebook kernel (papermill, the DVC stages,
+    JupyterLab) ipykernel forwards even the process's own stderr into the cell outputs, so there the bar is
+    written to ``logs/progress.log`` under the working directory instead: follow a running stage with
+    ``tail -f logs/progress.log``."""
     import sys
 
     from tqdm import tqdm
 
     kw.setdefault("mininterval", 5.0)
-    return tqdm(iterable, file=sys.__stderr__, **kw)
+    if "ipykernel" in sys.modules:
+        log = Path("logs")
+        log.mkdir(exist_ok=True)
+        kw["file"] = open(log / "progress.log", "a", buffering=1)  # noqa: SIM115 (lives as long as the bar)
+    else:
+        kw["file"] = sys.__stderr__
+    return tqdm(iterable, **kw)
