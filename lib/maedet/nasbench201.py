@@ -512,18 +512,18 @@ def correlation_study(n: int = 1000, proxies: Sequence[str] = DEFAULT_PROXIES, s
                       data: str = "mnist", repeats: int = 1, noise_batch: int = 16,
                       cache: str | os.PathLike | None = None, threads: int | None = None, bootstrap: int = 1000,
                       connected_only: bool = False, progress: bool = False, time_limit: float | None = None):
-    """Sample ``n`` cells (seed), score them (resumable through ``cache``), and return the correlation table
-    (a DataFrame; the per-cell scores are in ``table.attrs["scores"]``)."""
+    """Sample ``n`` cells (seed), score them (resumable through ``cache``), and return ``(table, scores)``: the
+    correlation table (its ``attrs["settings"]`` records the settings) and the per-cell scores. (The scores are
+    not kept in ``attrs``: pandas compares attrs with ``==`` when it propagates them, which fails for a frame.)"""
     archs = sample_archs(n, seed)
     df = score_cells(archs, proxies, batch=batch, seed=seed, data=data, repeats=repeats,
                      noise_batch=noise_batch, cache=cache, threads=threads, progress=progress,
                      time_limit=time_limit)
     table = correlation_table(df, proxies, bootstrap=bootstrap, seed=seed, connected_only=connected_only)
-    table.attrs["scores"] = df
     table.attrs["settings"] = {"n_requested": n, "seed": seed, "batch": batch, "data": data, "repeats": repeats,
                                "noise_batch": noise_batch, "metric": ACCURACY_METRIC,
                                "analog_nasbench": ANALOG_NASBENCH_VERSION, "connected_only": connected_only}
-    return table
+    return table, df
 
 
 # --------------------------------------------------------------------------------------------------
