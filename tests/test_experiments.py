@@ -69,3 +69,31 @@ def test_ensure_data_accepts_a_coco_directory(tmp_path):
     assert ex.ensure_data(tmp_path, ("digits",)) == tmp_path
     with pytest.raises(FileNotFoundError, match="digits_cls"):
         ex.ensure_data(tmp_path, ("digits", "digits_cls"))
+
+
+def test_collect_pools_runs_by_structure_across_stages(tmp_path):
+    import json
+
+    from maedet import zoo
+
+    cache, art = tmp_path / "cache", tmp_path / "artifacts"
+    rows = {"t1": [], "t2": []}
+    for stage, name, head, seed, ap, epochs in [("t1", "resnet50", "fcos", 0, 3.0, 12), ("t1", "resnet50", "fcos", 1, 4.0, 12),
+                                                ("t1", "maedet-m", "fcos", 0, 5.0, 12), ("t1", "maedet-m", "gfl", 0, 20.0, 12),
+                                                ("t2", "maedet-m", "fcos", 0, 5.0, 12), ("t2", "maedet-m", "fcos", 1, 6.0, 12),
+                                                ("t2", "maedet-s", "fcos", 0, 9.0, 4)]:
+        r = ex.detect_run(f"{name} in {stage}", name, head, seed, {"epochs": epochs})
+        (cache / r.id).mkdir(parents=True, exist_ok=True)
+        (cache / r.id / "run.json").write_text(json.dumps({"backbone": r.backbone}))
+        rows[stage].append({"label": r.label, "head": head, "seed": seed, "kind": "detect", "init": "scratch",
+                            "run": r.id, "AP": ap, "epochs": epochs})
+    for stage, rs in rows.items():
+        (art / stage).mkdir(parents=True)
+        pd.DataFrame(rs).to_csv(art / stage / "runs.csv", index=False)
+    df = ex.collect(["t1", "t2"], "fcos", epochs=12, artifacts=art, root=cache).set_index("digest")
+    m, r50 = zoo.get("maedet-m").digest(), zoo.get("resnet50").digest()
+    assert set(df.index) == {m, r50}                      # maedet-s ran another schedule; GFL is another head
+    assert df.loc[m, "seeds"] == 2 and df.loc[m, "AP"] == 5.5   # seed 0 counted once although two stages list it
+    assert df.loc[m, "stages"] == "t1,t2" and df.loc[r50, "AP"] == 3.5
+    with pytest.raises(FileNotFoundError, match="t3"):
+        ex.collect(["t3"], "fcos", artifacts=art, root=cache)

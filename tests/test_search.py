@@ -135,3 +135,27 @@ def test_random_search_samples_inside_the_window(tmp_path):
     for p in picks:
         assert 0.25e9 <= p["flops"] <= 0.4e9 and 2e6 <= p["params"] <= 6e6
     assert picks == random_sample(tmp_path / "r", 5, seed=0)
+
+
+def test_config_survives_its_json_form():
+    from maedet.search import SearchConfig
+
+    cfg = _cfg(budget=Budget(flops=0.3e9, layers=40, flops_resolution="1280x800"), estimator="zen", alpha=None)
+    back = SearchConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.budget.flops_resolution == (800, 1280)
+
+
+def test_run_many_in_workers_equals_one_by_one_and_reuses_finished(tmp_path):
+    from maedet.search import run_many, run_or_resume
+
+    jobs = {s: (_cfg(seed=s, iterations=200), tmp_path / "many" / f"s{s}") for s in (1, 2, 3)}
+    many = run_many(jobs, parallel=2, progress=False)
+    for s in (1, 2, 3):
+        one = run_or_resume(_cfg(seed=s, iterations=200), tmp_path / "one" / f"s{s}")
+        assert many[s]["structure"] == one["structure"] and many[s]["score"] == one["score"]
+        assert _files(tmp_path / "many" / f"s{s}") == _files(tmp_path / "one" / f"s{s}")
+    # a second call finds the finished searches and changes nothing
+    before = {s: _files(tmp_path / "many" / f"s{s}") for s in (1, 2, 3)}
+    again = run_many(jobs, parallel=2, progress=False)
+    assert {s: r["structure"] for s, r in again.items()} == {s: r["structure"] for s, r in many.items()}
+    assert before == {s: _files(tmp_path / "many" / f"s{s}") for s in (1, 2, 3)}

@@ -260,6 +260,41 @@ def compare(df, label_a: str, label_b: str, metric: str = "AP", **where) -> dict
             "verdict": verdict(a, b, label_a, label_b), **where}
 
 
+def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path = "artifacts", root: Path = None):
+    """Every finished from-scratch detection run with ``head`` that the given stages trained (their
+    ``artifacts/STAGE/runs.csv``), one row per distinct backbone: AP mean and spread over seeds, the stages
+    that trained it, and its structure (read from the run's ``run.json`` in the run cache). ``epochs``
+    keeps only runs of that schedule, so the pooled models share one protocol."""
+    import pandas as pd
+
+    root = Path(root or ROOT_CACHE)
+    rows = []
+    for st in stages:
+        p = Path(artifacts) / st / "runs.csv"
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: run the {st} stage first")
+        df = pd.read_csv(p)
+        df = df[(df["kind"] == "detect") & (df["head"] == head) & (df["init"] == "scratch")]
+        if epochs is not None and "epochs" in df:
+            df = df[df["epochs"] == epochs]
+        for _, r in df.iterrows():
+            spec = root / r["run"] / "run.json"
+            if not spec.exists():
+                raise FileNotFoundError(f"{spec} not found (run cache {root}): re-run the {st} stage")
+            b = json.loads(spec.read_text())["backbone"]
+            rows.append({"stage": st, "label": r["label"], "seed": int(r["seed"]), "AP": r["AP"],
+                         "digest": Structure.from_dict(b).digest(), "backbone": b})
+    if not rows:
+        return pd.DataFrame(columns=["digest", "label", "stages", "seeds", "AP", "AP sd", "backbone"])
+    df = pd.DataFrame(rows).drop_duplicates(["digest", "seed"])
+    out = []
+    for digest, g in df.groupby("digest", sort=False):
+        st = seed_stats(g["AP"].tolist())
+        out.append({"digest": digest, "label": g["label"].iloc[0], "stages": ",".join(dict.fromkeys(g["stage"])),
+                    "seeds": st["n"], "AP": st["mean"], "AP sd": st["std"], "backbone": g["backbone"].iloc[0]})
+    return pd.DataFrame(out)
+
+
 def main(argv=None):  # worker entry: python -m maedet.experiments RUN_JSON DATA_ROOT CACHE_ROOT
     argv = argv if argv is not None else sys.argv[1:]
     run = Run(**json.loads(argv[0]))

@@ -115,7 +115,10 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
         d = dict(d)
-        d["budget"] = Budget(**d.get("budget", {}))
+        b = dict(d.get("budget", {}))
+        if isinstance(b.get("flops_resolution"), list):  # JSON form (to_dict writes a list)
+            b["flops_resolution"] = tuple(b["flops_resolution"])
+        d["budget"] = Budget(**b)
         d["resolution"] = tuple(d["resolution"])
         if d.get("alpha") is not None:
             d["alpha"] = tuple(d["alpha"])
@@ -510,3 +513,46 @@ def run_or_resume(config: SearchConfig, out_dir: str | Path, progress: bool = Fa
 
         shutil.rmtree(out)
     return Search(config, out, progress).run()
+
+
+def _run_one(args) -> dict:
+    cfg_dict, out_dir, threads = args
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    return run_or_resume(SearchConfig.from_dict(cfg_dict), out_dir)
+
+
+def run_many(jobs: dict, parallel: int = 2, threads: int = 1, progress: bool = True) -> dict:
+    """Run (or resume, or reuse) several searches, ``parallel`` at a time in worker processes with
+    ``threads`` torch threads each. ``jobs`` maps a name to ``(SearchConfig, out_dir)``; returns name ->
+    summary. Each search is resumable on its own (:func:`run_or_resume`), so a killed batch loses at most
+    ``checkpoint_every`` iterations per search."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = list(jobs)
+    args = [(jobs[n][0].to_dict(), str(jobs[n][1]), threads) for n in names]
+    bar = None
+    if progress:
+        from .report import progress as pbar
+
+        bar = pbar(total=len(names), desc="searches", mininterval=1.0)
+    out = {}
+    try:
+        if parallel <= 1:
+            for n, a in zip(names, args):
+                out[n] = _run_one(a)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=parallel, mp_context=mp.get_context("spawn")) as ex:
+                futs = {n: ex.submit(_run_one, a) for n, a in zip(names, args)}
+                for n in names:
+                    out[n] = futs[n].result()
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
