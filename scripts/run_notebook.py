@@ -8,6 +8,11 @@ Parameters passed to the notebook's ``parameters`` cell, in order of precedence:
   2. for every ``--section KEY``: ``params.yaml[KEY][profile]`` (the active profile's values),
   3. always: ``profile`` (from params.yaml) and ``stage`` (= --name).
 
+Training cells: a notebook whose stage trains detectors tags those cells ``training``. When the stage's
+parameters say ``train_detectors: false`` (the default profile of stages whose training rows run at ``extended`` only,
+to keep the main job within its 2-hour budget), those cells are left out of the executed copy and a note
+says where they run; the rest (searches, scores, zero-shot tables) runs as usual.
+
 Outputs: ``reports/STAGE.html`` (the executed notebook; timing metadata stripped, so unchanged code
 renders byte-identically) and whatever the notebook itself writes. The executed notebook is written to a
 temporary file first; on failure nothing is left behind in reports/ and the exit status is non-zero.
@@ -61,6 +66,32 @@ def clean_notebook(nb) -> None:
             out.get("metadata", {}).pop("execution", None)
 
 
+def drop_training_cells(nb, profile: str) -> int:
+    """Remove the cells tagged ``training`` from ``nb`` (in place); a markdown note takes the first one's place.
+
+    Returns how many cells were removed (0: nothing changed)."""
+    import nbformat
+
+    keep, first, dropped = [], None, 0
+    for cell in nb.cells:
+        if "training" in cell.get("metadata", {}).get("tags", []):
+            dropped += 1
+            if first is None:
+                first = len(keep)
+            continue
+        keep.append(cell)
+    if dropped:
+        note = nbformat.v4.new_markdown_cell(
+            f"**Training is not run at profile `{profile}`** (`train_detectors: false` in `params.yaml`): the {dropped} cells "
+            "that train detectors and tabulate their AP are left out here, so that the main job fits its 2-hour "
+            "budget on 2 cores. They run at profile `extended` (`dvc exp run -S profile=extended`, or edit "
+            "`profile:` in `params.yaml`); the notebook itself, opened in JupyterLab, still holds them.")
+        note["metadata"]["tags"] = ["training-note"]
+        keep.insert(first, note)
+    nb.cells = keep
+    return dropped
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebook")
@@ -89,8 +120,14 @@ def main(argv=None) -> int:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         out_nb = Path(tmp) / nb_path.name
+        src_nb = nb_path
+        if params.get("train_detectors", True) is False:
+            nb_in = nbformat.read(nb_path, as_version=4)
+            if drop_training_cells(nb_in, params["profile"]):
+                src_nb = Path(tmp) / ("in-" + nb_path.name)
+                nbformat.write(nb_in, src_nb)
         try:
-            pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, kernel_name="python3",
+            pm.execute_notebook(str(src_nb), str(out_nb), parameters=params, kernel_name="python3",
                                 cwd=args.cwd, progress_bar=sys.stderr.isatty(), log_output=True,
                                 stdout_file=sys.stdout, stderr_file=sys.stderr)
         except pm.PapermillExecutionError as e:

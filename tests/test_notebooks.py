@@ -79,3 +79,70 @@ def test_failing_notebook_exits_nonzero_and_writes_no_report(tmp_path):
                         "--cwd", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode != 0 and "boom" in r.stderr
     assert not (tmp_path / "reports" / "bad.html").exists()
+
+
+def _training_notebooks():
+    out = []
+    for nb, name in sorted(STAGES.items()):
+        cells = json.loads((ROOT / nb).read_text())["cells"]
+        if any("training" in c.get("metadata", {}).get("tags", []) for c in cells):
+            out.append(nb)
+    return out
+
+
+def test_stages_with_train_detectors_have_tagged_training_cells():
+    """A stage whose params carry `train_detectors` must have cells tagged `training` to leave out, and the
+    main job's profile leaves out at least the stages the 2-hour budget moved to `extended`."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tagged = _training_notebooks()
+    switchable = set()
+    for name, st in DVC.items():
+        for sec in st.get("params", []):
+            if isinstance(sec, str) and isinstance(params.get(sec), dict) and \
+                    any(isinstance(v, dict) and "train_detectors" in v for v in params[sec].values()):
+                switchable.add(name)
+                nb = shlex.split(st["cmd"])[2]
+                assert nb in tagged, f"{name}: train_detectors in params but {nb} has no cell tagged `training`"
+                assert all("train_detectors" in params[sec][p] for p in params[sec]), (name, "every profile says")
+                assert params[sec]["ci"]["train_detectors"] is True, "the tests must train at ci"
+    assert {"table5", "table8", "table9", "figure5", "figure7"} <= switchable
+
+
+def test_drop_training_cells_leaves_a_note():
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "scripts" / "run_notebook.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_markdown_cell("## Training"),
+                nbformat.v4.new_code_cell("train()"), nbformat.v4.new_code_cell("write()")]
+    nb.cells[1].metadata["tags"] = ["training"]
+    nb.cells[2].metadata["tags"] = ["training"]
+    assert mod.drop_training_cells(nb, "default") == 2
+    assert [c.source for c in nb.cells][0] == "a = 1" and nb.cells[-1].source == "write()"
+    assert len(nb.cells) == 3 and "not run at profile `default`" in nb.cells[1].source
+    assert mod.drop_training_cells(nb, "default") == 0 and len(nb.cells) == 3
+
+
+@pytest.mark.parametrize("notebook", _training_notebooks())
+def test_notebook_without_training_writes_its_zero_shot_outputs(notebook, tmp_path):
+    """`train_detectors: false` (the default profile of these stages): the notebook runs its searches and
+    scores, writes every declared output and says in the report that training runs elsewhere."""
+    if (ROOT / "data").exists():
+        (tmp_path / "data").symlink_to(ROOT / "data")
+    name = STAGES[notebook]
+    cmd = shlex.split(DVC[name]["cmd"])
+    env = dict(os.environ, MAEDET_PROFILE="ci", PYTHONPATH=str(ROOT / "lib"))
+    r = subprocess.run([sys.executable, str(ROOT / cmd[1])] + cmd[2:] + ["--cwd", str(tmp_path), "-p",
+                       "train_detectors", "false"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = (tmp_path / "reports" / f"{name}.html").read_text()
+    assert "Training is not run at profile" in html and "Traceback (most recent call last)" not in html
+    assert not (tmp_path / "cache" / "train").exists(), "nothing may be trained"
+    for o in DVC[name].get("outs", []):
+        o = o if isinstance(o, str) else next(iter(o))
+        assert (tmp_path / o).exists(), f"{name} did not write {o}"
+    assert json.loads((tmp_path / "reports" / "metrics" / f"{name}.json").read_text())["trained"] is False
