@@ -104,10 +104,14 @@ def main(argv=None) -> int:
     out = {"profile": args.profile, "parallel": parallel, "stages": rows, "measured_run": measured,
            "sum_of_stage_wall_seconds": round(total_wall, 1),
            "zero_shot_stage_wall_seconds": round(zero_shot, 1),
-           "training_alone_seconds": round(train_alone, 1),
-           "estimate_seconds": round(zero_shot + train_alone, 1),
-           "note": "estimate = the zero-shot stages' measured wall times + each training run's measured time / "
-                   "parallel. Run times measured while other jobs shared the 2 cores are upper bounds."}
+           "training_alone_seconds": round(train_alone, 1)}
+    if measured:
+        out["note"] = ("sum_of_stage_wall_seconds = every stage's executions since `since`, summed: the measured cost "
+                       "of the pipeline (an upper bound when a stage ran more than once or overlapped another).")
+    else:
+        out["estimate_seconds"] = round(zero_shot + train_alone, 1)
+        out["note"] = ("estimate = the zero-shot stages' measured wall times + each training run's measured time / "
+                       "parallel. Run times measured while other jobs shared the 2 cores are upper bounds.")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"# Pipeline cost at profile `{args.profile}` (from logs/timings.jsonl and the run cache)", "",
@@ -120,8 +124,10 @@ def main(argv=None) -> int:
                      f"{'yes' if r['contended'] else 'no' if r['contended'] is not None else '-'} | {r['train_runs']} | "
                      f"{r['train_seconds']} | {r['train_alone_seconds']} |")
     if measured:
-        lines += ["", f"Measured from an empty run cache, every stage run one after another on an otherwise idle "
-                  f"2-core machine (executions since {measured['since']}): **{total_wall / 60:.1f} min** for the whole "
+        overlap = [r["stage"] for r in rows if r["contended"]]
+        lines += ["", f"Measured (executions since {measured['since']}, which should start from an empty run cache"
+                  + (f"; these stages overlapped another, so their times are upper bounds: {', '.join(overlap)}"
+                     if overlap else "; no two stages overlapped") + f"): **{total_wall / 60:.1f} min** for the whole "
                   f"pipeline (sum of the stage times); zero-shot stages {zero_shot / 60:.1f} min, training stages "
                   f"{measured['training_stage_wall_seconds'] / 60:.1f} min (their runs: {train_alone / 60:.1f} min of "
                   f"summed run time / {parallel} workers). Span from the first stage's start to the last stage's end: "
