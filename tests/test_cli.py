@@ -50,7 +50,8 @@ def test_search_result_feeds_every_other_command(tmp_path, capsys):
     (["score", "maedet-m", "--estimator", "nope"], "unknown estimator"),
     (["flops", "maedet-m", "--resolution", "12x"], "resolution"),
     (["search", "--init", "init", "--budget-flops", "1G", "--iterations", "5", "--out", "OUT"], "already breaks"),
-    (["search", "--init", "init", "--mutation", "coarse", "--alpha", "1,2,3", "--iterations", "5", "--out", "OUT"],
+    (["search", "--init", "init", "--mutation", "coarse", "--alpha", "1,2,3", "--budget-layers", "91",
+          "--iterations", "5", "--out", "OUT"],
      "alpha has 3"),
 ])
 def test_bad_input_clear_error_nonzero_exit_nothing_written(tmp_path, capsys, argv, needle):

@@ -4,10 +4,19 @@
     maedet flops STRUCTURE                 FLOPs (MACs), params and layers at a resolution
     maedet score STRUCTURE                 the multi-scale entropy under an estimator
     maedet search --init STRUCTURE ...     Algorithm 1 (or random search), resumable, into --out DIR
+    maedet convert FILE [--to ...]         between the released code's structure files and ours
+    maedet config STRUCTURE --head H       write a complete mmdetection config for a structure
     maedet data ...                        build the offline datasets of the reduced-scale profile
 
-STRUCTURE is a zoo name (``maedet zoo``) or a structure JSON file (a search's best.json works too).
+STRUCTURE is a zoo name (``maedet zoo``), a structure JSON file (a search's best.json works too) or a
+structure file of the authors' released code (see ``maedet.released``).
 Errors print one line to stderr and exit with status 2; nothing is half-written.
+
+Limits (far above any real backbone or the paper's settings; larger values are rejected): a structure has
+at most 64 super-blocks, 1048576 (2^20) channels per width or bottleneck, kernel 15, 256 units per super-block and
+4096 layers; scoring takes a side of at most 4096, batch 1024, 100 repeats, and the forward estimators at
+most 32 x 512 x 512 input pixels per pass; a search needs at least one budget (FLOPs, params, layers or
+latency) and takes population <= 100,000 and iterations <= 10,000,000.
 """
 from __future__ import annotations
 
@@ -23,9 +32,44 @@ def _emit(args, payload: dict, text: str):
 
 
 def _structure(spec):
-    from .structure import load
+    from .released import load_any  # zoo name, our JSON, or a released-code structure file
 
-    return load(spec)
+    return load_any(spec)
+
+
+def cmd_convert(args):
+    from . import released
+    from .structure import StructureError
+
+    s = released.load_any(args.structure, args.index)
+    to = args.to or ("ours" if released.is_released_file(args.structure) else "released")
+    text = s.to_json() + "\n" if to == "ours" else released.dumps(s, to)
+    for note in released.caveats(s):
+        print(f"maedet convert: note: {note}", file=sys.stderr)
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    from pathlib import Path
+
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(out)
+    except OSError as e:
+        raise StructureError(f"cannot write {out}: {e}") from None
+    return 0
+
+
+def cmd_config(args):
+    from .mmdet_config import config_text, write
+
+    s = _structure(args.structure)
+    if not args.out:
+        sys.stdout.write(config_text(s, args.head, label=str(args.structure)))
+        return 0
+    print(f"{args.head} config for {s.name or args.structure} -> {write(s, args.head, args.out, str(args.structure))}")
+    return 0
 
 
 def cmd_zoo(args):
@@ -82,7 +126,7 @@ def cmd_search(args):
                     flops_convention=args.flops_convention, flops_min=args.window_flops_min,
                     params_min=args.window_params_min)
     cfg = make_config(
-        args.init, estimator=args.estimator, alpha=None if args.alpha in (None, "none") else args.alpha,
+        _structure(args.init), estimator=args.estimator, alpha=None if args.alpha in (None, "none") else args.alpha,
         resolution=args.resolution, batch_size=args.batch_size, repeats=args.repeats, dtype=args.dtype,
         score_seed=args.score_seed, budget=budget, population=args.population, iterations=args.iterations,
         mutation=args.mutation, space=args.space, seed=args.seed, log_every=args.log_every,
@@ -129,7 +173,8 @@ def _score_options(p, resolution_default="384"):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maedet", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Run 'maedet COMMAND --help' for a command's options.")
+                                epilog=__doc__.split("\n\n")[-1].strip()
+                                + "\n\nRun 'maedet COMMAND --help' for a command's options.")
     p.add_argument("--version", action="version", version=f"maedet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -181,6 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(fn=cmd_search)
+
+    c = sub.add_parser("convert", help="convert between the released code's structure files and ours")
+    c.add_argument("structure", help="zoo name, structure JSON, or released structure file (.txt/.json)")
+    c.add_argument("--to", choices=["ours", "released", "released-v1"],
+                   help="ours (JSON) | released (dict with best_structures) | released-v1 (first release's "
+                        "list); default: the other format than the input's")
+    c.add_argument("--index", type=int, default=0, help="which of a released file's best_structures (default 0)")
+    c.add_argument("--out", help="output file (default: stdout)")
+    c.set_defaults(fn=cmd_convert)
+
+    g = sub.add_parser("config", help="write a complete mmdetection config for a structure")
+    g.add_argument("structure", help="zoo name, structure JSON, or released structure file")
+    g.add_argument("--head", required=True, choices=["retinanet", "fcos", "gfl", "yolof", "mask-rcnn"])
+    g.add_argument("--out", help="config file to write (.py; default: stdout)")
+    g.set_defaults(fn=cmd_config)
 
     d = sub.add_parser("data", help="build the offline datasets (see 'maedet data --help')", add_help=False)
     d.add_argument("data_args", nargs=argparse.REMAINDER)

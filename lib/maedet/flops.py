@@ -126,10 +126,8 @@ def count(structure: Structure, resolution=(224, 224), convention: str = "paper"
     n_st = structure.num_stages
     st_macs, st_params = [0] * n_st, [0] * n_st
     for blk, stage in zip(structure.blocks, structure.stage_of_block):
-        units = blk.units(structure.shortcut)
         # units after the first are identical: count the second once and multiply
-        groups = [(units[0], 1)] + ([(units[1], len(units) - 1)] if len(units) > 1 else [])
-        for unit, mult in groups:
+        for unit, mult in blk.unit_groups(structure.shortcut):
             c, b, r, p, n, ho, wo = _ops_cost(unit.main, h, w)
             if unit.shortcut:
                 c2, b2, r2, p2, n2, _, _ = _ops_cost(unit.shortcut, h, w)

@@ -45,6 +45,12 @@ class ScoreError(ValueError):
     """The score could not be computed (non-finite value, bad alpha, bad settings)."""
 
 
+# Bounds on the score settings, far above what any estimator needs (the released code scores at batch 32,
+# 480x480, 4 repeats), so that a mistyped value is rejected instead of exhausting memory or time.
+MAX_BATCH, MAX_REPEATS, MAX_SIDE = 1024, 100, 4096
+MAX_FORWARD_PIXELS = 32 * 512 * 512   # batch x height x width of one forward pass
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
     resolution: tuple = (384, 384)   # (height, width)
@@ -57,10 +63,13 @@ class ScoreSettings:
         from .flops import parse_resolution
 
         object.__setattr__(self, "resolution", parse_resolution(self.resolution))
-        if self.batch_size < 1:
-            raise ScoreError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.repeats < 1:
-            raise ScoreError(f"repeats must be >= 1, got {self.repeats}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ScoreError(f"batch_size must be between 1 and {MAX_BATCH}, got {self.batch_size}")
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise ScoreError(f"repeats must be between 1 and {MAX_REPEATS}, got {self.repeats}")
+        if max(self.resolution) > MAX_SIDE:
+            raise ScoreError(f"resolution {self.resolution[1]}x{self.resolution[0]}: a side is larger than "
+                             f"the limit of {MAX_SIDE}")
         if self.dtype not in ("float32", "float64"):
             raise ScoreError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
@@ -164,10 +173,8 @@ def _load_plugins():
 def _unit_groups(structure: Structure):
     """(stage, unit, multiplicity) with the identical repeated units of a block collapsed."""
     for blk, st in zip(structure.blocks, structure.stage_of_block):
-        units = blk.units(structure.shortcut)
-        yield st, units[0], 1
-        if len(units) > 1:
-            yield st, units[1], len(units) - 1
+        for unit, mult in blk.unit_groups(structure.shortcut):
+            yield st, unit, mult
 
 
 @register("closed-form")
@@ -284,6 +291,10 @@ def _forward_passes(structure: Structure, settings: ScoreSettings, on_op_factory
 
     dtype = torch.float64 if settings.dtype == "float64" else torch.float32
     h, w = settings.resolution
+    if settings.batch_size * h * w > MAX_FORWARD_PIXELS:
+        raise ScoreError(f"batch_size x resolution = {settings.batch_size} x {h}x{w} is more than the forward "
+                         f"estimators' limit of {MAX_FORWARD_PIXELS:,} input pixels (the released code uses 32 x "
+                         f"480x480); lower --batch-size or --resolution")
     with torch.no_grad():
         net = ScoringNet(structure).to(dtype)
         gen = torch.Generator().manual_seed(int(settings.seed))

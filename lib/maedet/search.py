@@ -47,6 +47,10 @@ class SearchError(ValueError):
     """Bad search settings or an unusable output directory."""
 
 
+# Far above the paper's N = 256, T = 96,000; a mistyped value is rejected instead of running for days.
+MAX_POPULATION, MAX_ITERATIONS = 100_000, 10_000_000
+
+
 @dataclass(frozen=True)
 class Budget:
     """Upper limits (None = unconstrained) and, for random search, the lower edge of the window."""
@@ -100,6 +104,14 @@ class SearchConfig:
         for f in ("population", "iterations", "log_every", "checkpoint_every", "keep_top_at_switch"):
             if getattr(self, f) < 1:
                 raise SearchError(f"{f} must be >= 1, got {getattr(self, f)}")
+        for f, lim in (("population", MAX_POPULATION), ("iterations", MAX_ITERATIONS)):
+            if getattr(self, f) > lim:
+                raise SearchError(f"{f} is {getattr(self, f)}, more than the limit of {lim:,}")
+        b = self.budget
+        if all(v is None for v in (b.flops, b.params, b.layers, b.latency_ms)):
+            # without one the entropy grows with every mutation and so does each iteration's cost
+            raise SearchError("the search needs a budget: give at least one of FLOPs, params, layers or latency "
+                              "(--budget-flops, --budget-params, --budget-layers, --budget-latency-ms)")
 
     @property
     def settings(self) -> ScoreSettings:
@@ -409,6 +421,9 @@ class Search:
             if state.get("done") and (out / BEST).exists():
                 self._finished = json.loads((out / BEST).read_text())
                 return
+        elif resume:
+            raise SearchError(f"{out} holds no search to resume (no {CONFIG}/{CHECKPOINT}); drop --resume to "
+                              f"start a new search there")
         else:
             self._fresh_state()  # validates the start before anything is written
             out.mkdir(parents=True, exist_ok=True)

@@ -133,7 +133,13 @@ class Block:
         """Expand into its repeated units. Only the first unit strides and changes the width."""
         return _expand(self, shortcut)
 
-    def _units(self, shortcut: str) -> list[Unit]:
+    def unit_groups(self, shortcut: str = "avgpool") -> list[tuple[Unit, int]]:
+        """``[(first unit, 1), (repeated unit, depth - 1)]``: units 2..depth are identical, so counting and
+        the closed-form scores take them once with a multiplicity instead of expanding them one by one."""
+        units = self._units(shortcut, limit=2)
+        return [(units[0], 1)] + ([(units[1], self.depth - 1)] if self.depth > 1 else [])
+
+    def _units(self, shortcut: str, limit: int | None = None) -> list[Unit]:
         t = self.type
         if t == "conv":
             return [Unit((Conv(self.in_channels, self.out_channels, self.kernel, self.stride),), None)]
@@ -141,7 +147,7 @@ class Block:
             return [Unit((Pool("max", self.in_channels, self.kernel, self.stride),), None)]
         out, btn, k = self.out_channels, self.bottleneck, self.kernel
         units = []
-        for i in range(self.depth):
+        for i in range(self.depth if limit is None else min(self.depth, limit)):
             cin = self.in_channels if i == 0 else out
             s = self.stride if i == 0 else 1
             if t == "bottleneck":
@@ -357,10 +363,27 @@ def _int(v, block, fld) -> int:
     return int(v)
 
 
+# Upper limits of a valid structure. No real backbone comes near them (ResNet-101: 2048 channels,
+# 23 bottlenecks in one stage; the paper's kernels are 3/5/7); they exist so that
+# a hand-edited file with an absurd value is rejected at load time instead of making a command run away.
+LIMITS = {
+    "blocks": 64,          # super-blocks per structure
+    "channels": 1048576,   # in_channels / out_channels / bottleneck (a 4.4G search tries C5 widths of 18432)
+    "kernel": 15,
+    "depth": 256,          # units per super-block
+    "layers": 4096,        # counted layers of the whole structure
+}
+
+
 def validate(s: Structure) -> Structure:
-    """Reject impossible structures with a message naming the block and the field."""
+    """Reject impossible structures with a message naming the block and the field (limits: ``LIMITS``)."""
+    if len(s.blocks) > LIMITS["blocks"]:
+        raise StructureError(f"structure: {len(s.blocks)} blocks, more than the limit of {LIMITS['blocks']}")
     if s.in_channels <= 0:
         raise StructureError(f"structure: field 'in_channels' must be positive, got {s.in_channels}")
+    if s.in_channels > LIMITS["channels"]:
+        raise StructureError(f"structure: field 'in_channels' is {s.in_channels}, more than the limit of "
+                             f"{LIMITS['channels']}")
     if s.shortcut not in SHORTCUTS:
         raise StructureError(f"structure: field 'shortcut' must be one of {SHORTCUTS}, got {s.shortcut!r}")
     prev_out = s.in_channels
@@ -372,6 +395,11 @@ def validate(s: Structure) -> Structure:
         for f in ("in_channels", "out_channels", "kernel", "depth"):
             if getattr(b, f) <= 0:
                 raise StructureError(f"{where}: field '{f}' must be positive, got {getattr(b, f)}")
+        for f, lim in (("in_channels", "channels"), ("out_channels", "channels"), ("bottleneck", "channels"),
+                       ("kernel", "kernel"), ("depth", "depth")):
+            v = getattr(b, f)
+            if v is not None and v > LIMITS[lim]:
+                raise StructureError(f"{where}: field '{f}' is {v}, more than the limit of {LIMITS[lim]}")
         if b.kernel % 2 == 0:
             raise StructureError(f"{where}: field 'kernel' must be odd, got {b.kernel}")
         if b.stride not in (1, 2):
@@ -390,6 +418,8 @@ def validate(s: Structure) -> Structure:
         if b.type == "maxpool" and b.out_channels != b.in_channels:
             raise StructureError(f"{where}: field 'out_channels' must equal 'in_channels' for a pool")
         prev_out = b.out_channels
+    if s.layers > LIMITS["layers"]:
+        raise StructureError(f"structure: {s.layers} layers, more than the limit of {LIMITS['layers']}")
     return s
 
 
