@@ -25,3 +25,48 @@ def test_kendall_interval_of_a_monotone_relation_is_one():
 def test_kendall_interval_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="one length"):
         kendall_interval([1, 2, 3], [1, 2], 10, np.random.default_rng(0))
+
+
+def test_welch_interval_matches_scipy():
+    from scipy.stats import t as student_t, ttest_ind, ttest_ind_from_stats
+
+    from maedet.stats import WELCH, welch_interval
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(2.0, 1.0, 5), rng.normal(0.5, 2.0, 4)
+    w = welch_interval(a.mean(), a.std(ddof=1), 5, b.mean(), b.std(ddof=1), 4)
+    ref = ttest_ind(a, b, equal_var=False)
+    st = ttest_ind_from_stats(a.mean(), a.std(ddof=1), 5, b.mean(), b.std(ddof=1), 4, equal_var=False)
+    assert st.statistic == pytest.approx(ref.statistic)
+    ci = ref.confidence_interval(0.95)
+    assert (w["lo"], w["hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert w["diff"] == pytest.approx(a.mean() - b.mean()) and w["rule"] == WELCH
+    # the interval excludes 0 exactly when the two-sided p-value is below 0.05
+    assert (w["lo"] > 0 or w["hi"] < 0) == (ref.pvalue < 0.05)
+
+
+def test_paired_interval_matches_scipy():
+    from scipy.stats import ttest_rel
+
+    from maedet.stats import PAIRED, paired_interval
+
+    a, b = np.array([3.1, 2.9, 3.6, 3.0]), np.array([2.5, 2.7, 3.0, 2.2])
+    p = paired_interval(a, b)
+    ci = ttest_rel(a, b).confidence_interval(0.95)
+    assert (p["lo"], p["hi"]) == (pytest.approx(ci.low), pytest.approx(ci.high)) and p["rule"] == PAIRED
+
+
+def test_verdict_rule():
+    from maedet.stats import verdict, welch_interval
+
+    up = welch_interval(5.0, 0.1, 3, 1.0, 0.1, 3)
+    down = welch_interval(1.0, 0.1, 3, 5.0, 0.1, 3)
+    vague = welch_interval(1.1, 1.0, 2, 1.0, 1.0, 2)
+    assert verdict(up, ">") == "holds" and verdict(up, "<") == "contradicted"
+    assert verdict(down, ">") == "contradicted" and verdict(down, "<") == "holds"
+    assert verdict(vague, ">") == "not resolved" and verdict(up, "=") == "contradicted"
+    assert verdict(vague, "=") == "not resolved"
+    assert verdict(welch_interval(5.0, 0.0, 1, 1.0, 0.1, 3), ">") == "not resolved (one run)"
+    assert verdict(None, ">", "no stage") == "not tested here: no stage"
+    with pytest.raises(ValueError, match="direction"):
+        verdict(up, ">=")

@@ -1,9 +1,10 @@
 """Rank correlation of a zero-shot value with trained AP, with a bootstrap interval (Figure 6, the pooled
-score-vs-AP study)."""
+score-vs-AP study); the verdict rule of the claims register: a mean difference of two arms with a 95%
+confidence interval (paired t on per-seed values, Welch t from per-arm mean/sd/n)."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, t as student_t
 
 
 def kendall_interval(x, y, n_boot: int, rng: np.random.Generator, level: float = 95.0) -> dict:
@@ -24,3 +25,60 @@ def kendall_interval(x, y, n_boot: int, rng: np.random.Generator, level: float =
     return {"tau": kendalltau(x, y).statistic,
             "lo": float(np.percentile(boot, tail)) if boot else None,
             "hi": float(np.percentile(boot, 100.0 - tail)) if boot else None, "resamples": len(boot)}
+
+
+PAIRED, WELCH, ONE_SAMPLE = "paired t, 95% CI", "Welch t, 95% CI", "one-sample t, 95% CI"
+
+
+def _interval(diff: float, se: float, df: float, level: float) -> tuple[float, float]:
+    if se == 0 or not np.isfinite(df):
+        return diff, diff
+    q = student_t.ppf(0.5 + level / 2, df)
+    return diff - q * se, diff + q * se
+
+
+def paired_interval(a, b, level: float = 0.95) -> dict:
+    """Mean of ``a - b`` over paired seeds (same seeds, same order) with its t interval."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(d)
+    out = {"diff": float(d.mean()) if n else float("nan"), "n_a": n, "n_b": n, "rule": PAIRED}
+    if n < 2:
+        return {**out, "lo": None, "hi": None}
+    lo, hi = _interval(out["diff"], float(d.std(ddof=1) / np.sqrt(n)), n - 1, level)
+    return {**out, "lo": float(lo), "hi": float(hi)}
+
+
+def one_sample_interval(values, reference: float, level: float = 0.95) -> dict:
+    """Mean of ``values - reference`` with its t interval (e.g. a search's best score against a published one)."""
+    v = np.asarray(values, dtype=float)
+    return {**paired_interval(v, np.full(len(v), float(reference)), level), "rule": ONE_SAMPLE}
+
+
+def welch_interval(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int,
+                   level: float = 0.95) -> dict:
+    """``mean_a - mean_b`` with the Welch-Satterthwaite t interval, from per-arm mean, sample sd and n."""
+    out = {"diff": float(mean_a - mean_b), "n_a": int(n_a), "n_b": int(n_b), "rule": WELCH}
+    if n_a < 2 or n_b < 2:
+        return {**out, "lo": None, "hi": None}
+    va, vb = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    se = float(np.sqrt(va + vb))
+    df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1)) if se > 0 else float("inf")
+    lo, hi = _interval(out["diff"], se, df, level)
+    return {**out, "lo": float(lo), "hi": float(hi)}
+
+
+def verdict(interval: dict | None, direction: str, reason: str = "no result") -> str:
+    """The claim's verdict from a difference interval. ``direction``: ``>`` (the paper: a - b > 0), ``<``, or
+    ``=`` (the paper: no difference; only a contradiction can be shown). None: "not tested here: REASON"."""
+    if direction not in (">", "<", "="):
+        raise ValueError(f"direction must be '>', '<' or '=', got {direction!r}")
+    if interval is None:
+        return f"not tested here: {reason}"
+    if min(interval["n_a"], interval["n_b"]) < 2 or interval["lo"] is None:
+        return "not resolved (one run)"
+    lo, hi = interval["lo"], interval["hi"]
+    if lo <= 0 <= hi:
+        return "not resolved"
+    if direction == "=":
+        return "contradicted"
+    return "holds" if (lo > 0) == (direction == ">") else "contradicted"
