@@ -25,7 +25,9 @@ def test_run_all_skips_finished_runs(tmp_path):
     d = r.dir(tmp_path)
     d.mkdir(parents=True)
     (d / "results.json").write_text('{"AP": 1.5}')
-    assert ex.run_all([r, r], root=tmp_path, progress=False) == [{"AP": 1.5}, {"AP": 1.5}]
+    led = tmp_path / "ledger"
+    assert ex.run_all([r, r], root=tmp_path, progress=False, ledger_root=led) == [{"AP": 1.5}, {"AP": 1.5}]
+    assert len(list(led.glob("*.json"))) == 1  # the cached run is now recorded in the ledger
 
 
 def test_seed_stats_and_verdict():

@@ -35,7 +35,14 @@ Profile fields (a dict; missing ones take :data:`DEFAULT_PROFILE`; ``params.yaml
 ``norm``              backbone norm layer type: ``BN`` (single process), ``SyncBN`` (the paper, multi-GPU)
 ``num_workers``       data-loading worker processes (0: in the training process)
 ``threads``           torch threads of the training process
-``val_interval``      evaluate every that many epochs during training (0: only after the last epoch)
+``val_interval``      evaluate every that many epochs during training (0: only after the last epoch); every
+                      evaluation is kept in ``results.json`` as ``val_history`` (the learning curve). Costs one
+                      val pass per evaluation: on for the calibration runs (:data:`CALIBRATION`), off elsewhere
+``head_variant``      ``default``: the bundled head config as is; ``improved`` (FCOS only): mmdet's improved FCOS
+                      (``fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou``: norm_on_bbox,
+                      centerness_on_reg, center_sampling, conv_bias, GIoU loss, NMS IoU 0.6)
+``backbone_lr_mult``  learning-rate multiplier of the backbone's parameters (``None``: the bundled
+                      ``paramwise_cfg`` decides; YOLOF's trains the backbone at 1/3 the rate)
 ``max_keep_ckpts``    epoch checkpoints kept in ``work_dir`` (one per epoch is written, for resuming)
 ``log_interval``      iterations between loss logs (``work_dir/*/vis_data/scalars.json``)
 ``log_level``         console/log-file level of mmengine (``WARNING`` keeps runs quiet)
@@ -68,7 +75,25 @@ DEFAULT_PROFILE = dict(
     lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_iters=100, grad_clip=35.0,
     width_multiplier=0.125, neck_channels=32, norm="BN", num_workers=0, threads=2, val_interval=0,
     max_keep_ckpts=1, log_interval=50, log_level="WARNING", speed_images=20, rcnn_rois=128,
+    head_variant="default", backbone_lr_mult=None,
 )
+HEAD_VARIANTS = ("default", "improved")
+
+# Bump when a change to this package alters what a training run computes for the same settings: it is part of
+# the ledger's config digest (maedet.ledger), so recorded runs of the old code are then retrained.
+TRAINING_REVISION = 1
+
+# Calibration runs (docs/protocol.md, "Calibration"): per head, what changes on top of the default training
+# profile of params.yaml (160 px, width x1/8, batch 8): the paper's 3x schedule (36 epochs) with val AP after
+# every epoch, FCOS as mmdet's improved variant at mmdet's lr 0.01, RetinaNet at mmdet's lr 0.01, YOLOF with
+# the backbone at the full learning rate.
+CALIBRATION_COMMON = dict(epochs=36, val_interval=1)
+CALIBRATION = {
+    "fcos": dict(head_variant="improved", lr=0.01),
+    "gfl": dict(lr=0.02),
+    "retinanet": dict(lr=0.01),
+    "yolof": dict(backbone_lr_mult=1.0),
+}
 
 PYTORCH_MEAN = [123.675, 116.28, 103.53]  # RGB, what classify() and the detectors normalise with
 PYTORCH_STD = [58.395, 57.12, 57.375]
@@ -169,6 +194,10 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
     if unknown:
         raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(DEFAULT_PROFILE)})")
+    if p["head_variant"] not in HEAD_VARIANTS:
+        raise ValueError(f"head_variant must be one of {', '.join(HEAD_VARIANTS)}, got {p['head_variant']!r}")
+    if p["head_variant"] == "improved" and head != "fcos":
+        raise ValueError(f"head_variant 'improved' exists for fcos only, not {head}")
     try:
         cfg = Config.fromfile(HEADS[head])
     except Exception:  # older mmengine without package-relative paths
@@ -212,6 +241,11 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
         m.bbox_head.update(in_channels=nc, feat_channels=nc, num_classes=k)
         if head in ("fcos", "gfl"):  # GroupNorm heads
             m.bbox_head.norm_cfg = dict(type="GN", num_groups=_gn_groups(nc), requires_grad=True)
+        if p["head_variant"] == "improved":  # mmdet's fcos ...-center-normbbox-centeronreg-giou config
+            m.bbox_head.update(norm_on_bbox=True, centerness_on_reg=True, dcn_on_last_conv=False,
+                               center_sampling=True, conv_bias=True,
+                               loss_bbox=dict(type="GIoULoss", loss_weight=1.0))
+            m.test_cfg.nms = dict(type="nms", iou_threshold=0.6)
 
     # ---- data
     w, h = (int(v) for v in p["img_scale"])
@@ -262,6 +296,11 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
                                             weight_decay=float(p["weight_decay"])))
     if ow.get("paramwise_cfg"):
         cfg.optim_wrapper["paramwise_cfg"] = copy.deepcopy(ow["paramwise_cfg"])
+    if p["backbone_lr_mult"] is not None:
+        pw = cfg.optim_wrapper.setdefault("paramwise_cfg", {})
+        keys = dict(pw.get("custom_keys", {}))
+        keys["backbone"] = dict(keys.get("backbone", {}), lr_mult=float(p["backbone_lr_mult"]))
+        pw["custom_keys"] = keys
     if p["grad_clip"]:
         cfg.optim_wrapper["clip_grad"] = dict(max_norm=float(p["grad_clip"]), norm_type=2)
     cfg.param_scheduler = [
@@ -305,7 +344,7 @@ def _metrics(raw: dict) -> dict:
     return out
 
 
-def _hooks():
+def _hooks(work_dir: Path):
     from mmengine.hooks import Hook
 
     class TrainTimer(Hook):
@@ -324,6 +363,23 @@ def _hooks():
             hub.update_info("maedet/epoch_seconds",
                             list(hub.get_info("maedet/epoch_seconds", [])) + [time.perf_counter() - self.t0])
 
+    class EpochLoss(Hook):
+        """Mean of every logged training loss over each epoch (kept in the message hub, so across resumes)."""
+
+        def before_train_epoch(self, runner):
+            self.sums, self.n = {}, 0
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            for k, v in (outputs or {}).items():
+                if k.startswith("loss"):
+                    self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.n += 1
+
+        def after_train_epoch(self, runner):
+            hub = runner.message_hub
+            row = {k: round(v / max(1, self.n), 5) for k, v in sorted(self.sums.items())}
+            hub.update_info("maedet/epoch_losses", list(hub.get_info("maedet/epoch_losses", [])) + [row])
+
     class LastVal(Hook):
         """The metrics of the last in-loop evaluation (mmengine always evaluates after the last epoch)."""
 
@@ -335,8 +391,19 @@ def _hooks():
 
         def after_val_epoch(self, runner, metrics=None):
             self.epoch, self.metrics, self.seconds = runner.epoch, metrics, time.perf_counter() - self.t0
+            # the learning curve, one entry per evaluated epoch, in a file: the epoch's checkpoint is written
+            # before its evaluation, so the message hub would lose the last one across a kill
+            hist = val_history(work_dir)
+            hist[str(runner.epoch)] = dict(_metrics(metrics), seconds=round(self.seconds, 1))
+            _write_json(work_dir / "val_history.json", hist)
 
-    return TrainTimer(), LastVal()
+    return TrainTimer(), EpochLoss(), LastVal()
+
+
+def val_history(work_dir: str | Path) -> dict:
+    """The evaluations of a run so far: ``{epoch (str): {AP, AP50, ..., seconds}}`` (``val_interval > 0``)."""
+    p = Path(work_dir) / "val_history.json"
+    return json.loads(p.read_text()) if p.exists() else {}
 
 
 def inference_speed(model, dataset, n_images: int = 20, warmup: int = 3) -> float | None:
@@ -425,8 +492,9 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
     cfg.resume = bool(ckpt)
     cfg.load_from = ckpt
     runner = Runner.from_cfg(cfg)
-    timer, last_val = _hooks()
+    timer, epoch_loss, last_val = _hooks(work_dir)
     runner.register_hook(timer, priority="NORMAL")
+    runner.register_hook(epoch_loss, priority="NORMAL")
     runner.register_hook(last_val, priority="LOW")
     t0 = time.perf_counter()
     runner.train()
@@ -459,6 +527,8 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
         iterations=int(runner.iter), epochs=int(runner.epoch),
         train_seconds=round(float(sum(epoch_s)), 1),
         epoch_seconds=[round(float(t), 2) for t in epoch_s],
+        epoch_losses=list(runner.message_hub.get_info("maedet/epoch_losses", [])),
+        val_history=val_history(work_dir) if int(p["val_interval"] or 0) > 0 else None,
         train_seconds_this_process=round(wall, 1),
         resumed_from=ckpt, start_iter=int(timer.start_iter),
         val_seconds=None if val_s is None else round(val_s, 1),  # the final COCO evaluation

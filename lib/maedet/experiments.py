@@ -5,7 +5,9 @@ A run is (backbone structure, head, dataset, seed, profile, optional pretrained 
 that plus the source of the modules that decide training, so a finished run is reused by every table that
 needs it (Table 1's FCOS runs serve Tables 4, 8 and 9 too) and is redone when any of it changes. Runs live
 in ``cache/train/<id>/`` (mmdet work_dir: checkpoints, logs, ``results.json``); a killed run resumes from its
-last epoch checkpoint. The tables' own numbers are written by the notebooks into DVC-tracked artifacts.
+last epoch checkpoint. Every finished run is also recorded in the git-tracked ledger (:mod:`maedet.ledger`,
+``ledger/runs/``), which is read first: a run recorded there is not trained again, on any machine with the same
+library versions. The tables' own numbers are written by the notebooks into DVC-tracked artifacts.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ledger
 from .structure import Structure, load
 
 ROOT_CACHE = Path(os.environ.get("MAEDET_RUN_CACHE", "cache/train"))
@@ -80,11 +83,36 @@ def classify_run(label, backbone, seed, profile) -> Run:
     return Run(label, structure_dict(backbone), "cls", int(seed), "digits_cls", "classify", None, dict(profile))
 
 
-def execute(run: Run, data_root: str | Path = "data", root: Path = None) -> dict:
-    """Run one training in this process (what the worker subprocess calls)."""
+def recorded(run: Run, root: Path = None, ledger_root: Path = None) -> dict | None:
+    """The results of a finished run: from the ledger, else from the run cache's ``results.json`` (then
+    recorded in the ledger too); None when it has not finished."""
+    # a classification run also provides the backbone checkpoint of pretrained runs, which only the cache holds
+    needs_ckpt = run.kind == "classify" and not (run.dir(root) / "backbone.pth").exists()
+    rec = None if needs_ckpt else ledger.lookup(run, ledger_root)
+    if rec is not None:
+        return rec["results"]
+    res = run.result(root)
+    if res is not None:
+        ledger.write(run, res, ledger_root)
+    return res
+
+
+def execute(run: Run, data_root: str | Path = "data", root: Path = None, ledger_root: Path = None,
+            work_dir: str | Path | None = None) -> dict:
+    """Run one training in this process (what the worker subprocess calls), unless the ledger (or the run
+    cache) already holds it; the finished run is recorded in the ledger. ``work_dir`` replaces the run-cache
+    folder ``root/<id>`` (checkpoints, resume)."""
+    done = recorded(run, root, ledger_root) if work_dir is None else (ledger.lookup(run, ledger_root) or {}).get("results")
+    if done is not None:
+        return done
+    res = _train(run, data_root, root, Path(work_dir) if work_dir is not None else run.dir(root))
+    ledger.write(run, res, ledger_root)
+    return res
+
+
+def _train(run: Run, data_root, root, out: Path) -> dict:
     from . import detectors
 
-    out = run.dir(root)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(asdict(run), indent=1, sort_keys=True))
     if run.kind == "classify":
@@ -108,13 +136,15 @@ def execute(run: Run, data_root: str | Path = "data", root: Path = None) -> dict
 
 
 def run_all(runs: list[Run], data_root: str | Path = "data", parallel: int = 2, root: Path = None,
-            progress: bool = True) -> list[dict]:
-    """Execute the runs that have no results yet, ``parallel`` at a time in worker processes (each with
-    ``profile['threads']`` torch threads); classification runs that others depend on go first."""
+            progress: bool = True, ledger_root: Path = None) -> list[dict]:
+    """Execute the runs that neither the ledger nor the run cache holds, ``parallel`` at a time in worker
+    processes (each with ``profile['threads']`` torch threads); classification runs that others depend on go
+    first. Returns the results of every run, in order."""
     root = Path(root or ROOT_CACHE)
+    ledger_root = Path(ledger_root or ledger.ROOT)
     todo, seen = [], set()
     for r in sorted(runs, key=lambda r: r.kind != "classify"):
-        if r.id not in seen and r.result(root) is None:
+        if r.id not in seen and recorded(r, root, ledger_root) is None:
             seen.add(r.id)
             todo.append(r)
     bar = None
@@ -129,7 +159,8 @@ def run_all(runs: list[Run], data_root: str | Path = "data", parallel: int = 2, 
         log.mkdir(parents=True, exist_ok=True)
         t = time.time()
         with open(log / "worker.log", "a") as f:
-            p = subprocess.run([sys.executable, "-m", "maedet.experiments", spec, str(data_root), str(root)],
+            p = subprocess.run([sys.executable, "-m", "maedet.experiments", spec, str(data_root), str(root),
+                                str(ledger_root)],
                                stdout=f, stderr=subprocess.STDOUT)
         if bar is not None:
             bar.update(1)
@@ -147,7 +178,7 @@ def run_all(runs: list[Run], data_root: str | Path = "data", parallel: int = 2, 
     finally:
         if bar is not None:
             bar.close()
-    return [r.result(root) for r in runs]
+    return [recorded(r, root, ledger_root) for r in runs]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,10 +326,10 @@ def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path 
     return pd.DataFrame(out)
 
 
-def main(argv=None):  # worker entry: python -m maedet.experiments RUN_JSON DATA_ROOT CACHE_ROOT
+def main(argv=None):  # worker entry: python -m maedet.experiments RUN_JSON DATA_ROOT CACHE_ROOT [LEDGER_ROOT]
     argv = argv if argv is not None else sys.argv[1:]
     run = Run(**json.loads(argv[0]))
-    execute(run, argv[1], Path(argv[2]))
+    execute(run, argv[1], Path(argv[2]), Path(argv[3]) if len(argv) > 3 else None)
 
 
 if __name__ == "__main__":
