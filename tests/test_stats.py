@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
+from maedet import stats
 from maedet.stats import kendall_interval
 
 
@@ -70,3 +71,37 @@ def test_verdict_rule():
     assert verdict(None, ">", "no stage") == "not tested here: no stage"
     with pytest.raises(ValueError, match="direction"):
         verdict(up, ">=")
+
+
+def test_seeds_for_power_matches_the_textbook_values():
+    # two-sample t, d = 1, 80% power, 5% two-sided: 17 per group; paired (one-sample) d = 1: 10 pairs
+    assert stats.seeds_for_power(1.0, 1.0, paired=False) == 17
+    assert stats.seeds_for_power(1.0, 1.0, paired=True) == 10
+    assert stats.power_t(16, 1.0, 1.0, paired=False) < 0.8 <= stats.power_t(17, 1.0, 1.0, paired=False)
+    with pytest.raises(ValueError):
+        stats.seeds_for_power(0.0, 1.0)
+
+
+def test_power_agrees_with_a_simulation_of_scipy_t_tests():
+    from scipy.stats import ttest_ind, ttest_rel
+
+    rng = np.random.default_rng(0)
+    n, delta, sd, trials = 6, 1.0, 0.8, 4000
+    a = rng.normal(delta, sd, (trials, n))
+    b = rng.normal(0.0, sd, (trials, n))
+    unpaired = float(np.mean(ttest_ind(a, b, axis=1).pvalue < 0.05))
+    assert abs(unpaired - stats.power_t(n, delta, sd, paired=False)) < 0.03
+    d = rng.normal(delta, sd, (trials, n))
+    paired = float(np.mean(ttest_rel(d, np.zeros_like(d), axis=1).pvalue < 0.05))
+    assert abs(paired - stats.power_t(n, delta, sd, paired=True)) < 0.03
+
+
+def test_detectable_effect_inverts_power():
+    d = stats.detectable_effect(10, 1.0, paired=True)
+    assert stats.power_t(10, d, 1.0, paired=True) == pytest.approx(0.8, abs=1e-4)
+    # consistent with seeds_for_power: at the delta n seeds resolve, n seeds are enough and n-1 are not
+    n = stats.seeds_for_power(d + 1e-3, 1.0, paired=True)
+    assert n == 10
+    assert stats.detectable_effect(40, 1.0) < d  # more seeds resolve smaller effects
+    with pytest.raises(ValueError, match="n >= 2"):
+        stats.detectable_effect(1, 1.0)

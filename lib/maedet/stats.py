@@ -82,3 +82,45 @@ def verdict(interval: dict | None, direction: str, reason: str = "no result") ->
     if direction == "=":
         return "contradicted"
     return "holds" if (lo > 0) == (direction == ">") else "contradicted"
+
+
+def power_t(n: int, delta: float, sd: float, paired: bool = True, alpha: float = 0.05) -> float:
+    """Power of the two-sided t test at level ``alpha`` to detect a true mean difference ``delta``: paired (one-
+    sample t on ``n`` per-seed differences whose sd is ``sd``) or unpaired (two arms of ``n`` runs, each with
+    sd ``sd``, pooled t). Exact, from the noncentral t distribution."""
+    from scipy.stats import nct
+
+    if n < 2 or sd <= 0:
+        raise ValueError(f"power needs n >= 2 and sd > 0, got n={n}, sd={sd}")
+    if paired:
+        df, nc = n - 1, delta / (sd / np.sqrt(n))
+    else:
+        df, nc = 2 * n - 2, delta / (sd * np.sqrt(2.0 / n))
+    q = student_t.ppf(1 - alpha / 2, df)
+    with np.errstate(divide="ignore", invalid="ignore"):  # scipy's boost kernels warn at tiny df
+        return float(nct.sf(q, df, nc) + nct.cdf(-q, df, nc))
+
+
+def seeds_for_power(delta: float, sd: float, paired: bool = True, power: float = 0.8, alpha: float = 0.05,
+                    max_n: int = 10_000) -> int:
+    """The smallest number of seeds per arm (paired: of seed pairs) whose t test detects ``delta`` with at
+    least ``power`` (two-sided ``alpha``); e.g. unpaired, delta = sd: 17 per arm."""
+    if delta <= 0 or sd <= 0:
+        raise ValueError(f"delta and sd must be positive, got delta={delta}, sd={sd}")
+    for n in range(2, max_n + 1):
+        if power_t(n, delta, sd, paired, alpha) >= power:
+            return n
+    raise ValueError(f"more than {max_n} seeds needed (delta={delta}, sd={sd})")
+
+
+def detectable_effect(n: int, sd: float, paired: bool = True, power: float = 0.8, alpha: float = 0.05) -> float:
+    """The smallest true difference that ``n`` seeds (paired: ``n`` pairs) detect with ``power`` at two-sided
+    ``alpha``: the inverse of :func:`power_t` in ``delta`` (what a comparison at this many seeds can resolve)."""
+    from scipy.optimize import brentq
+
+    if n < 2 or sd <= 0:
+        raise ValueError(f"a detectable effect needs n >= 2 and sd > 0, got n={n}, sd={sd}")
+    hi = sd
+    while power_t(n, hi, sd, paired, alpha) < power:
+        hi *= 2
+    return float(brentq(lambda d: power_t(n, d, sd, paired, alpha) - power, 0.0, hi, xtol=1e-6))
