@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
 
-.PHONY: setup data repro test lab clean-cache
+.PHONY: setup data repro train verify test lab clean-cache
 
 setup:                       ## create/refresh .venv (idempotent; mmcv is built once per machine)
 	@bash scripts/setup.sh
@@ -21,6 +21,18 @@ data: setup                  ## materialise data/ offline and verify it against 
 repro: data                  ## the main job: dvc repro of every stage, then the reports index
 	dvc repro
 	$(BIN)/python scripts/make_index.py
+
+TRAIN_STAGES := table1 table4 table5 table7 table8 table9 figure5 figure7
+
+train: data                  ## like repro, but the training stages also train the runs the ledger lacks (hours)
+	dvc repro
+	MAEDET_TRAIN_MISSING=1 dvc repro --force --single-item $(TRAIN_STAGES)
+	dvc repro
+	$(BIN)/python scripts/make_index.py
+
+verify: data                 ## retrain one ledger run per head from scratch, compare, render reports/calibration
+	$(BIN)/maedet verify $(VERIFY_ARGS)
+	dvc repro calibration
 
 test: setup                  ## the test suite (~15 min on 2 cores)
 	$(BIN)/python -m pytest -q tests

@@ -13,6 +13,9 @@ parameters say ``train_detectors: false`` (the default profile of stages whose t
 to keep the main job within its 2-hour budget), those cells are left out of the executed copy and a note
 says where they run; the rest (searches, scores, zero-shot tables) runs as usual.
 
+Training stages render from the run ledger; ``train_missing`` (params.yaml, or the environment variable
+``MAEDET_TRAIN_MISSING=1``, which ``make train`` sets) makes them train the runs it lacks.
+
 Outputs: ``reports/STAGE.html`` (the executed notebook; timing metadata stripped, so unchanged code
 renders byte-identically) and whatever the notebook itself writes. The executed notebook is written to a
 temporary file first; on failure nothing is left behind in reports/ and the exit status is non-zero.
@@ -49,6 +52,8 @@ def stage_parameters(params: dict, name: str, sections: list[str], extra: dict) 
             raise SystemExit(f"run_notebook: params.yaml section {sec!r} has no profile {profile!r} "
                              f"(profiles there: {', '.join(table)})")
         out.update(table[profile])
+    if "training" in sections and os.environ.get("MAEDET_TRAIN_MISSING"):
+        out["train_missing"] = os.environ["MAEDET_TRAIN_MISSING"] not in ("0", "false", "no")  # `make train`
     out.update(extra)
     return out
 

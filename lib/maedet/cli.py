@@ -7,6 +7,8 @@
     maedet convert FILE [--to ...]         between the released code's structure files and ours
     maedet config STRUCTURE --head H       write a complete mmdetection config for a structure
     maedet data ...                        build the offline datasets of the reduced-scale profile
+    maedet train HEAD BACKBONE... --seeds  train detection runs of a params.yaml profile into the run ledger
+    maedet verify [--per head] [--limit N] retrain a sample of the ledger from scratch and compare (make verify)
 
 STRUCTURE is a zoo name (``maedet zoo``), a structure JSON file (a search's best.json works too) or a
 structure file of the authors' released code (see ``maedet.released``).
@@ -140,6 +142,71 @@ def cmd_search(args):
     return 0
 
 
+def cmd_train(args):
+    """Train (head, backbone, seed) runs at a params.yaml training profile, the way the stages define them, so
+    their records land in the ledger and the stages find them: a self-contained job that any machine can run."""
+    import yaml
+
+    from . import experiments as ex
+    from .released import load_any
+
+    params = yaml.safe_load(open(args.params))
+    try:
+        tp = params["training"][args.profile]
+    except KeyError:
+        raise ValueError(f"{args.params} has no training profile {args.profile!r} "
+                         f"(known: {', '.join(params.get('training', {}))})") from None
+    if len(args.seeds) > 1000 or any(s < 0 or s > 10**6 for s in args.seeds):
+        raise ValueError("seeds must be 0..1000000, at most 1000 of them")
+    det = dict(tp["detector"])
+    if args.epochs is not None:
+        if not 1 <= args.epochs <= 1000:
+            raise ValueError(f"--epochs must be 1..1000, got {args.epochs}")
+        det["epochs"] = args.epochs
+    structures = {b: load_any(b) for b in args.backbones}  # fails early on a bad name
+    runs = [ex.detect_run(b, structures[b], args.head, seed, det, dataset=args.dataset)
+            for seed in args.seeds for b in args.backbones]  # seed-major: finished pairs accumulate first
+    data_root = args.data_root or tp["data_root"]
+    ex.ensure_data(data_root, (args.dataset,), tp.get("build_data"))
+    todo = [r for r in runs if ex.recorded(r) is None]
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} already in the ledger; training {len(todo)} "
+          f"({args.parallel} at a time)", flush=True)
+    if args.dry_run:
+        for r in todo:
+            print(f"  {r.label} {r.head} seed {r.seed} {r.id}")
+        return 0
+    results = ex.run_all(runs, data_root, parallel=args.parallel, progress=True)
+    for r, res in zip(runs, results):
+        print(f"{r.label:>12} {r.head:>9} seed {r.seed}: AP {res['AP']:.2f}" if res else f"{r.label} missing")
+    return 0
+
+
+def cmd_verify(args):
+    """Retrain a sample of the ledger (one run per head by default) and set it beside the recorded metrics."""
+    from . import experiments as ex
+    from . import ledger, verify
+
+    recs = ledger.records()
+    picked = verify.sample(recs, tuple(args.per), args.limit)
+    if not picked:
+        raise ValueError(f"the ledger ({ledger.ROOT}) holds no detection run to verify")
+    print(f"retraining {len(picked)} of {len(recs)} ledger runs from scratch ({args.parallel} at a time):")
+    for r in picked:
+        print(f"  {r['head']} {r['backbone']} seed {r['seed']} ({r['digest']}, recorded AP {r['metrics'].get('AP')}"
+              f" on {r['machine']})")
+    for r in picked:
+        verify.run_of(r)  # fails before training when a record cannot be retrained as recorded
+    if args.dry_run:
+        return 0
+    ex.ensure_data(args.data_root, ("digits",))
+    reps = verify.retrain(picked, args.data_root, args.parallel)
+    table = verify.compare(picked, reps)
+    cols = ["head", "backbone", "seed", "AP ledger", "AP retrained", "AP diff", "same machine", "identical"]
+    print(table[cols].to_string(index=False))
+    print(f"replicas written to {verify.REPLICAS}/; render the comparison with `dvc repro calibration`")
+    return 0
+
+
 def cmd_data(args):
     from . import data
 
@@ -241,6 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--head", required=True, choices=["retinanet", "fcos", "gfl", "yolof", "mask-rcnn"])
     g.add_argument("--out", help="config file to write (.py; default: stdout)")
     g.set_defaults(fn=cmd_config)
+
+    t = sub.add_parser("train", help="train detection runs of a params.yaml profile into the run ledger")
+    t.add_argument("head", choices=["fcos", "retinanet", "gfl", "yolof", "mask_rcnn"])
+    t.add_argument("backbones", nargs="+", metavar="BACKBONE", help="zoo names or structure files")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
+    t.add_argument("--profile", default="default", help="training profile of params.yaml (default: default)")
+    t.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
+    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    t.add_argument("--dataset", default="digits", help="detection dataset under the data root (default digits)")
+    t.add_argument("--data-root", default=None, help="data root (default: the profile's)")
+    t.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
+    t.add_argument("--dry-run", action="store_true", help="list the runs the ledger lacks and stop")
+    t.set_defaults(fn=cmd_train)
+
+    v = sub.add_parser("verify", help="retrain a sample of the run ledger from scratch and compare")
+    v.add_argument("--per", nargs="+", default=["head"], choices=["head", "backbone", "seed", "dataset"],
+                   help="one run per distinct value of these record fields (default: head)")
+    v.add_argument("--limit", type=int, default=None, help="at most this many runs")
+    v.add_argument("--data-root", default="data", help="data root (default data)")
+    v.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
+    v.add_argument("--dry-run", action="store_true", help="list the sample and stop")
+    v.set_defaults(fn=cmd_verify)
 
     d = sub.add_parser("data", help="build the offline datasets (see 'maedet data --help')", add_help=False)
     d.add_argument("data_args", nargs=argparse.REMAINDER)

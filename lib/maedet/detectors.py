@@ -37,7 +37,7 @@ Profile fields (a dict; missing ones take :data:`DEFAULT_PROFILE`; ``params.yaml
 ``threads``           torch threads of the training process
 ``val_interval``      evaluate every that many epochs during training (0: only after the last epoch); every
                       evaluation is kept in ``results.json`` as ``val_history`` (the learning curve). Costs one
-                      val pass per evaluation: on for the calibration runs (:data:`CALIBRATION`), off elsewhere
+                      val pass per evaluation (the default profile of params.yaml: every 4 epochs)
 ``head_variant``      ``default``: the bundled head config as is; ``improved`` (FCOS only): mmdet's improved FCOS
                       (``fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou``: norm_on_bbox,
                       centerness_on_reg, center_sampling, conv_bias, GIoU loss, NMS IoU 0.6)
@@ -83,17 +83,21 @@ HEAD_VARIANTS = ("default", "improved")
 # the ledger's config digest (maedet.ledger), so recorded runs of the old code are then retrained.
 TRAINING_REVISION = 1
 
-# Calibration runs (docs/protocol.md, "Calibration"): per head, what changes on top of the default training
-# profile of params.yaml (160 px, width x1/8, batch 8): the paper's 3x schedule (36 epochs) with val AP after
-# every epoch, FCOS as mmdet's improved variant at mmdet's lr 0.01, RetinaNet at mmdet's lr 0.01, YOLOF with
-# the backbone at the full learning rate.
-CALIBRATION_COMMON = dict(epochs=36, val_interval=1)
-CALIBRATION = {
-    "fcos": dict(head_variant="improved", lr=0.01),
-    "gfl": dict(lr=0.02),
-    "retinanet": dict(lr=0.01),
-    "yolof": dict(backbone_lr_mult=1.0),
-}
+def head_profile(profile: dict | None, head: str) -> dict:
+    """The profile one head trains with: ``profile`` without its ``heads`` table, updated by
+    ``profile["heads"][head]`` (params.yaml keeps per-head adaptations there, e.g. FCOS's improved variant).
+    Runs store this resolved dict, so a change to one head's entry leaves the other heads' runs untouched."""
+    p = dict(profile or {})
+    per_head = p.pop("heads", None) or {}
+    if not isinstance(per_head, dict):
+        raise ValueError(f"profile field 'heads' must map head names to profile fields, got {per_head!r}")
+    unknown = set(per_head) - set(HEADS)
+    if unknown:
+        raise ValueError(f"profile 'heads' names unknown head(s): {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(HEADS)})")
+    p.update(per_head.get(head) or {})
+    return p
+
 
 PYTORCH_MEAN = [123.675, 116.28, 103.53]  # RGB, what classify() and the detectors normalise with
 PYTORCH_STD = [58.395, 57.12, 57.375]
@@ -189,7 +193,7 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
 
     if head not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    p = dict(DEFAULT_PROFILE, **(profile or {}))
+    p = dict(DEFAULT_PROFILE, **head_profile(profile, head))
     unknown = set(p) - set(DEFAULT_PROFILE)
     if unknown:
         raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))} "

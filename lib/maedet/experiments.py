@@ -75,8 +75,12 @@ class Run:
 
 
 def detect_run(label, backbone, head, seed, profile, dataset="digits", pretrained: "Run | None" = None) -> Run:
+    """A detection run; ``profile``'s per-head table (``heads``) is resolved for ``head`` here
+    (:func:`maedet.detectors.head_profile`)."""
+    from .detectors import head_profile
+
     return Run(label, structure_dict(backbone), head, int(seed), dataset, "detect",
-               pretrained.id if pretrained is not None else None, dict(profile))
+               pretrained.id if pretrained is not None else None, head_profile(profile, head))
 
 
 def classify_run(label, backbone, seed, profile) -> Run:
@@ -136,12 +140,15 @@ def _train(run: Run, data_root, root, out: Path) -> dict:
 
 
 def run_all(runs: list[Run], data_root: str | Path = "data", parallel: int = 2, root: Path = None,
-            progress: bool = True, ledger_root: Path = None) -> list[dict]:
+            progress: bool = True, ledger_root: Path = None, train: bool = True) -> list[dict | None]:
     """Execute the runs that neither the ledger nor the run cache holds, ``parallel`` at a time in worker
     processes (each with ``profile['threads']`` torch threads); classification runs that others depend on go
-    first. Returns the results of every run, in order."""
+    first. Returns the results of every run, in order. ``train=False`` trains nothing: runs not recorded yet
+    come back as None (a stage then renders what the ledger holds and lists what it lacks)."""
     root = Path(root or ROOT_CACHE)
     ledger_root = Path(ledger_root or ledger.ROOT)
+    if not train:
+        return [recorded(r, root, ledger_root) for r in runs]
     todo, seen = [], set()
     for r in sorted(runs, key=lambda r: r.kind != "classify"):
         if r.id not in seen and recorded(r, root, ledger_root) is None:
@@ -249,14 +256,58 @@ def frame(runs: list[Run], results: list[dict | None]):
             row.update(top1=res.get("top1"), train_seconds=res.get("train_seconds"),
                        backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"))
         else:
-            for k in DETECT_METRICS + MASK_METRICS:
-                if k in res:
+            for k in DETECT_METRICS + (MASK_METRICS if r.head == "mask_rcnn" else ()):
+                row[k] = res.get(k, float("nan"))  # NaN where the run is not recorded yet (train=False)
+            for k in MASK_METRICS:
+                if k in res and k not in row:
                     row[k] = res[k]
             row.update(backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"),
                        detector_macs=res.get("detector_macs"), images_per_second=res.get("images_per_second"),
                        train_seconds=res.get("train_seconds"), epochs=res.get("epochs"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def missing(runs: list[Run], results: list[dict | None]):
+    """The runs without a result, as a table (label, head, seed, dataset, init, run id)."""
+    import pandas as pd
+
+    rows = [{"label": r.label, "head": r.head, "seed": r.seed, "dataset": r.dataset,
+             "init": "pretrain" if r.pretrained else "scratch", "run": r.id}
+            for r, res in zip(runs, results) if res is None]
+    return pd.DataFrame(rows, columns=["label", "head", "seed", "dataset", "init", "run"])
+
+
+def curves(runs: list[Run], results: list[dict | None]):
+    """The learning curves of the runs that evaluated during training: one row per (run, evaluated epoch)
+    with label, head, seed, epoch, AP (and AP50)."""
+    import pandas as pd
+
+    rows = []
+    for r, res in zip(runs, results):
+        for e, v in sorted(((res or {}).get("val_history") or {}).items(), key=lambda kv: int(kv[0])):
+            rows.append({"label": r.label, "head": r.head, "seed": r.seed,
+                         "init": "pretrain" if r.pretrained else "scratch", "epoch": int(e),
+                         "AP": v.get("AP"), "AP50": v.get("AP50")})
+    return pd.DataFrame(rows, columns=["label", "head", "seed", "init", "epoch", "AP", "AP50"])
+
+
+def plateau(curve_df, final_gain: float = 0.5):
+    """Per run: the final AP, the best evaluated AP, final/best, the AP gained over the last evaluation
+    interval, and whether the run has plateaued (gained less than ``final_gain`` AP over that interval)."""
+    import pandas as pd
+
+    rows = []
+    for (label, head, seed, init), g in curve_df.groupby(["label", "head", "seed", "init"], sort=False):
+        g = g.sort_values("epoch")
+        ap = g["AP"].tolist()
+        last_gain = ap[-1] - ap[-2] if len(ap) > 1 else float("nan")
+        rows.append({"label": label, "head": head, "seed": seed, "init": init, "final AP": ap[-1],
+                     "best AP": max(ap), "final / best": ap[-1] / max(ap) if max(ap) > 0 else float("nan"),
+                     "gain over last interval": last_gain,
+                     "plateaued": bool(last_gain < final_gain) if len(ap) > 1 else False})
+    return pd.DataFrame(rows, columns=["label", "head", "seed", "init", "final AP", "best AP", "final / best",
+                                       "gain over last interval", "plateaued"])
 
 
 def summary(df, by=("label", "head"), metrics=("AP", "AP_S", "AP_M", "AP_L")):
