@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,10 @@ def test_notebook_runs_at_ci_profile(notebook, tmp_path):
         top = dep.split("/")[0]
         if top not in ("lib", "notebooks", "scripts", "data", "artifacts") and (ROOT / top).exists() \
                 and not (tmp_path / top).exists():
-            (tmp_path / top).symlink_to(ROOT / top)
+            if top in ("reports", "ledger"):  # a stage that reads these writes there too: a copy, never the committed files
+                shutil.copytree(ROOT / top, tmp_path / top)
+            else:
+                (tmp_path / top).symlink_to(ROOT / top)
     r = run_stage(name, tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     html = (tmp_path / "reports" / f"{name}.html").read_text()
