@@ -3,7 +3,15 @@
 Coarse mutation alters a block's type, kernel, width (output channels), bottleneck width or depth; fine
 mutation only its kernel and widths. Strides and the number of super-blocks stay those of the initial
 structure (Table 15). Two presets encode the rules of the paper text and of the authors' released code
-(facts file, section 4); a custom :class:`MutationSpace` can be passed instead.
+(facts file, section 4; docs/search.md); a custom :class:`MutationSpace` can be passed instead.
+
+The ``released`` preset follows the released code's ``get_new_random_structure_info`` and
+``space_K1KXK1.mutate_function``: two mutations per child, each redrawing its block (up to once per mutable
+block) until the layer budget holds; widths clamped (to <= 2048, <= 4 x in, >= next.out / 4; the stem to
+<= 32) instead of rejected; the bottleneck clamped to <= out and raised to >= out / 10; a kernel redrawn until
+it changes (up to twice); a depth step in {-2, -1, +1, +2} bottlenecks redrawn up to four times and capped
+(block 1 <= 3, the others <= budget_layers // 3 // (blocks - 2)). The one rule it still enforces by rejection is
+bottleneck <= out (the released code accepts a child whose out shrank below its bottleneck).
 """
 from __future__ import annotations
 
@@ -37,6 +45,22 @@ class MutationSpace:
     split_depth_over: int | None = None    # split a super-block deeper than this many units in two
     coarse_fields: tuple = COARSE_FIELDS
     fine_fields: tuple = FINE_FIELDS
+    # --- the released code's mutation (the defaults leave the paper preset's behaviour untouched) ---
+    # "distinct": ``blocks_per_child`` distinct blocks drawn at once, each mutated once; "retry": that many
+    # mutations one after another (a block may be drawn twice), each redrawing its block, up to once per
+    # mutable block, until the child keeps the layer budget (else the last try is kept)
+    block_draw: str = "distinct"
+    kernel_draws: int = 1                  # draws of a new kernel until it differs from the old one
+    depth_draws: int = 1                   # draws of a depth step until the depth changes
+    stem_max_channels: int | None = None   # a mutated stem width is clamped to <= this
+    clamp_channels: int | None = None      # a mutated width or bottleneck is clamped to <= this
+    clamp_out_over_in: float | None = None     # a mutated out is clamped to <= r * in ...
+    clamp_out_over_next: float | None = None   # ... and then raised to >= next.out / r
+    clamp_btn_to_out: bool = False         # a mutated bottleneck is clamped to <= out
+    clamp_btn_over_out: float | None = None    # after any mutation of a block: btn raised to >= out / r
+    first_block_max_depth: int | None = None   # a mutated depth of block 1 (after the stem) is capped here
+    depth_cap_from_layers: bool = False    # other depths capped to budget_layers // 3 // (blocks - 2)
+    start_copies: bool = False             # the search's population starts as N copies of the start
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,14 +71,20 @@ PRESETS: dict[str, MutationSpace] = {
     # (pairs of bottlenecks), kernel in {3, 5}, one block per child (Algorithm 2), and "blocks deeper
     # than 10 are divided into two blocks equally" (10 in the paper's notation = 20 bottlenecks).
     "paper": MutationSpace(name="paper", split_depth_over=20),
-    # The released code: widths x {1.5, 1.25, 0.8, 0.6, 0.5}, depth +-1 or 2 bottlenecks (>= 1), two
-    # blocks per child, and its channel rules.
+    # The released code (nas/search.py, nas/spaces/space_K1KXK1.py): widths and bottlenecks x {1.5, 1.25,
+    # 0.8, 0.6, 0.5}, depth +-1 or 2 bottlenecks (>= 1), two mutations per child with the per-block retry,
+    # out / kernel / bottleneck / depth 1/4 each (the stem: width only), its channel rules as clamps, the
+    # depth caps, and N copies of the start. Its "minor mutation" (out and bottleneck only) is the fine mode.
     "released": MutationSpace(
         name="released", width_scales=(1.5, 1.25, 0.8, 0.6, 0.5), depth_unit=1, min_depth=1,
-        max_channels=2048, max_out_over_in=4.0, min_out_over_next=4.0, btn_at_most_out=True,
-        min_btn_over_out=10.0, blocks_per_child=2,
+        max_channels=2048, btn_at_most_out=True, blocks_per_child=2, fine_fields=("width", "bottleneck"),
+        block_draw="retry", kernel_draws=2, depth_draws=4, stem_max_channels=32, clamp_channels=2048,
+        clamp_out_over_in=4.0, clamp_out_over_next=4.0, clamp_btn_to_out=True, clamp_btn_over_out=10.0,
+        first_block_max_depth=3, depth_cap_from_layers=True, start_copies=True,
     ),
 }
+
+BLOCK_DRAWS = ("distinct", "retry")
 
 
 def get_space(space: str | MutationSpace) -> MutationSpace:
@@ -88,8 +118,35 @@ def _fields_for(block: Block, fine: bool, space: MutationSpace) -> tuple:
     return tuple(out)
 
 
+def depth_cap(structure: Structure, i: int, space: MutationSpace, budget_layers: int | None) -> int | None:
+    """The largest depth a mutation may give block ``i`` (None: no cap)."""
+    if space.first_block_max_depth is not None and i == 1:
+        return space.first_block_max_depth
+    if space.depth_cap_from_layers and budget_layers is not None and len(structure.blocks) > 2:
+        per_unit = BLOCK_TYPES[structure.blocks[i].type].layers_per_unit
+        return max(space.min_depth, budget_layers // per_unit // (len(structure.blocks) - 2))
+    return None
+
+
+def _new_width(structure: Structure, i: int, space: MutationSpace, rng: np.random.Generator) -> int:
+    b = structure.blocks[i]
+    new = round_channels(b.out_channels * float(rng.choice(space.width_scales)), space)
+    if space.clamp_channels is not None:
+        new = min(space.clamp_channels, new)
+    if b.type == "conv":
+        if space.stem_max_channels is not None:
+            new = min(space.stem_max_channels, new)
+        return new
+    if space.clamp_out_over_in is not None:
+        new = min(int(space.clamp_out_over_in * b.in_channels), new)
+    if space.clamp_out_over_next is not None and i + 1 < len(structure.blocks):
+        floor = round_channels(structure.blocks[i + 1].out_channels / space.clamp_out_over_next, space)
+        new = max(floor, new)
+    return new
+
+
 def mutate_block(structure: Structure, i: int, fine: bool, space: MutationSpace,
-                 rng: np.random.Generator) -> Structure:
+                 rng: np.random.Generator, budget_layers: int | None = None) -> Structure:
     """Mutate one field of block ``i``, chosen uniformly among those the mode allows."""
     b = structure.blocks[i]
     fields = _fields_for(b, fine, space)
@@ -97,22 +154,41 @@ def mutate_block(structure: Structure, i: int, fine: bool, space: MutationSpace,
         return structure
     f = fields[rng.integers(len(fields))]
     if f == "kernel":
-        return structure.with_block(i, kernel=int(rng.choice(space.kernels)))
-    if f == "width":
-        new = round_channels(b.out_channels * float(rng.choice(space.width_scales)), space)
-        return structure.with_block(i, out_channels=new)
-    if f == "bottleneck":
-        return structure.with_block(i, bottleneck=round_channels(b.bottleneck * float(rng.choice(space.width_scales)),
-                                                                 space))
-    if f == "depth":
-        d = b.depth + space.depth_unit * int(rng.choice(space.depth_deltas))
-        return structure.with_block(i, depth=max(space.min_depth, d))
-    if f == "type":
+        k = b.kernel
+        for _ in range(max(1, space.kernel_draws)):
+            k = int(rng.choice(space.kernels))
+            if k != b.kernel:
+                break
+        child = structure.with_block(i, kernel=k)
+    elif f == "width":
+        child = structure.with_block(i, out_channels=_new_width(structure, i, space, rng))
+    elif f == "bottleneck":
+        btn = round_channels(b.bottleneck * float(rng.choice(space.width_scales)), space)
+        if space.clamp_channels is not None:
+            btn = min(space.clamp_channels, btn)
+        if space.clamp_btn_to_out:
+            btn = min(b.out_channels, btn)
+        child = structure.with_block(i, bottleneck=btn)
+    elif f == "depth":
+        d = b.depth
+        for _ in range(max(1, space.depth_draws)):
+            d = max(space.min_depth, b.depth + space.depth_unit * int(rng.choice(space.depth_deltas)))
+            if d != b.depth:
+                break
+        cap = depth_cap(structure, i, space, budget_layers)
+        child = structure.with_block(i, depth=d if cap is None else min(cap, d))
+    elif f == "type":
         others = [t for t in space.block_types if t != b.type]
         t = others[rng.integers(len(others))]
         btn = b.bottleneck if b.bottleneck is not None else round_channels(b.out_channels / 4, space)
-        return structure.with_block(i, type=t, bottleneck=btn)
-    raise ValueError(f"unknown mutation field {f!r}")  # pragma: no cover
+        child = structure.with_block(i, type=t, bottleneck=btn)
+    else:  # pragma: no cover
+        raise ValueError(f"unknown mutation field {f!r}")
+    nb = child.blocks[i]
+    if space.clamp_btn_over_out is not None and nb.bottleneck is not None and \
+            nb.bottleneck < nb.out_channels / space.clamp_btn_over_out:
+        child = child.with_block(i, bottleneck=round_channels(nb.out_channels / space.clamp_btn_over_out, space))
+    return child
 
 
 def check_rules(structure: Structure, space: MutationSpace) -> str | None:
@@ -155,18 +231,32 @@ def split_deep_blocks(structure: Structure, limit: int | None) -> Structure:
 
 
 def mutate(structure: Structure, space: str | MutationSpace = "paper", fine: bool = False,
-           rng: np.random.Generator | None = None) -> Structure | None:
-    """MUTATE(F, S, Flag): a child of ``structure``, or None when it breaks the space's rules."""
+           rng: np.random.Generator | None = None, budget_layers: int | None = None) -> Structure | None:
+    """MUTATE(F, S, Flag): a child of ``structure``, or None when it breaks the space's rules.
+
+    ``budget_layers`` (the search's layer budget) is used only by a space that retries blocks for it or caps
+    depths by it (the released preset)."""
     space = get_space(space)
     rng = rng if rng is not None else np.random.default_rng()
     idx = mutable_blocks(structure)
     if not idx:
         raise StructureError("structure has no mutable block")
-    n = min(space.blocks_per_child, len(idx))
-    chosen = rng.choice(len(idx), size=n, replace=False)
-    child = structure
-    for j in sorted(int(c) for c in chosen):
-        child = mutate_block(child, idx[j], fine, space, rng)
+    if space.block_draw == "retry":
+        child = structure
+        for _ in range(space.blocks_per_child):
+            for _ in range(len(idx)):
+                tried = mutate_block(child, idx[int(rng.integers(len(idx)))], fine, space, rng, budget_layers)
+                if budget_layers is None or tried.layers <= budget_layers:
+                    break
+            child = tried
+    elif space.block_draw == "distinct":
+        n = min(space.blocks_per_child, len(idx))
+        chosen = rng.choice(len(idx), size=n, replace=False)
+        child = structure
+        for j in sorted(int(c) for c in chosen):
+            child = mutate_block(child, idx[j], fine, space, rng, budget_layers)
+    else:
+        raise ValueError(f"unknown block_draw {space.block_draw!r}; one of {', '.join(BLOCK_DRAWS)}")
     child = split_deep_blocks(child, space.split_depth_over)
     try:
         validate(child)

@@ -9,6 +9,10 @@ The loop, for t = 1..T:
    population, or breaks the mutation space's rules: do nothing;
 4. else score it and append it; if the population exceeds N, remove its lowest-scoring member.
 
+With the ``released`` mutation space (docs/search.md) MUTATE also gets the layer budget (its per-block retry
+and depth caps use it) and the population starts, as in the released code, as N copies of the initial
+structure, collapsed to one by the first eviction.
+
 The best member at the end is the result. Random search (Appendix F) is the same loop with the
 ``random`` estimator (a pseudo-random score per structure, so eviction is random) that records every
 candidate in a FLOPs/params window and draws its sample from them.
@@ -221,9 +225,13 @@ class Search:
                 f"{params / 1e6:.2f}M, layers {self.init.layers}; budget FLOPs "
                 f"{b.flops and b.flops / 1e9}G, params {b.params and b.params / 1e6}M, layers {b.layers})"
             )
-        self.pop: list[Member] = [self.member(replace(self.init, name="", source=""), 0)]
-        self._order = [self._sort_key(self.pop[0])]
-        self.keys = {self.pop[0].structure.key()}
+        start = self.member(replace(self.init, name="", source=""), 0)
+        # the released code fills its population with N copies of the start (collapsed to one by the first
+        # eviction's deduplication); the paper's Algorithm 1 starts from the one structure
+        copies = self.cfg.population if self.space.start_copies else 1
+        self.pop: list[Member] = [start] * copies
+        self._order = [self._sort_key(start)] * copies
+        self.keys = {start.structure.key()}
         self.rng = np.random.default_rng(self.cfg.seed)
         self.t = 0
         self.fine = self.cfg.mutation == "fine"
@@ -243,6 +251,13 @@ class Search:
         self.keys.add(m.structure.key())
 
     def _evict_to(self, n: int):
+        if len(self.pop) > len(self.keys):  # copies of the start (released space): deduplicate first
+            seen, pop = set(), []
+            for m in self.pop:
+                if m.structure.key() not in seen:
+                    seen.add(m.structure.key())
+                    pop.append(m)
+            self.pop, self._order = pop, [self._sort_key(m) for m in pop]
         while len(self.pop) > n:
             gone = self.pop.pop(0)  # the lowest score
             self._order.pop(0)
@@ -333,7 +348,7 @@ class Search:
                     self._evict_to(cfg.keep_top_at_switch)
                     self.fine = True
                 parent = self.pop[int(self.rng.integers(len(self.pop)))]
-                child = mutate(parent.structure, self.space, self.fine, self.rng)
+                child = mutate(parent.structure, self.space, self.fine, self.rng, budget_layers=cfg.budget.layers)
                 accepted = False
                 if child is None:
                     self.stats["invalid"] += 1
