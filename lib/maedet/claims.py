@@ -164,7 +164,9 @@ def _seeds(t, root: Path, stage: str):
     if t["key"] not in m:
         raise _Missing(f"{t['file']} has no {t['key']!r}")
     entry = m[t["key"]]
-    return stats.one_sample_interval(entry["final_scores"], float(entry["published"]))
+    # ``tol_pct``: the reference is the published score less that tolerance ("reaches it within 0.1%")
+    ref = float(entry["published"])
+    return stats.one_sample_interval(entry["final_scores"], ref - abs(ref) * float(t.get("tol_pct", 0)) / 100)
 
 
 def _value(t, root: Path, key_ours: str):
