@@ -174,7 +174,9 @@ def test_paper_effect_parsing_and_note(root):
     assert claims.paper_effect(2.5) == 2.5
     assert claims.paper_effect("1:1:6 - 4:1:1 = +5.5") is None  # a ratio first: no number taken
     c = _claim("runs", file="reports/t1/runs.csv", where={"head": "gfl"}, a="m", b="r50", value="AP")
-    c["paper"] = "+5.0 (50 vs 45)"
+    c["paper"], c["metric"] = "+5.0 (50 vs 45)", "AP"
     row = claims.evaluate(c, root)
     assert row["verdict"] == "not resolved; the paper's (COCO) effect +5 lies outside our 95% CI"
+    c["metric"] = "final multi-scale score"  # a zero-shot effect is not a COCO one
+    assert claims.evaluate(c, root)["verdict"] == "not resolved; the paper's effect +5 lies outside our 95% CI"
     assert claims.category(row["verdict"]) == "not resolved"

@@ -295,8 +295,9 @@ def evaluate(claim: dict, root: str | Path = ".", lock: dict | None = None, para
         row["verdict"] = stats.verdict(iv, row["direction"])
         effect = paper_effect(claim.get("paper")) if kind in ("runs", "welch", "paired") else None
         if row["verdict"] == "not resolved" and effect is not None and not (iv["lo"] <= effect <= iv["hi"]):
-            # the paper's effect is on COCO, ours on the reduced-scale data: a note, not a verdict
-            row["verdict"] = f"not resolved; the paper's (COCO) effect {effect:+g} lies outside our 95% CI"
+            # a detection effect is the paper's on COCO, ours on the reduced-scale data: a note, not a verdict
+            where = " (COCO)" if "AP" in row["metric"] else ""
+            row["verdict"] = f"not resolved; the paper's{where} effect {effect:+g} lies outside our 95% CI"
     if b["stale"]:
         row["verdict"] = (f"not resolved: rendered at a superseded operating point "
                           f"({b['epochs']} epochs; changed since: {', '.join(b['stale'])})")
