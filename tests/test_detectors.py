@@ -248,6 +248,23 @@ def test_make_config_fields(coco, tmp_path):
         det.make_config("maedet-m", "ssd", coco, work_dir=tmp_path)
 
 
+def test_retinanet_anchor_base_scale(coco, tmp_path):
+    r = det.make_config("resnet50", "retinanet", coco, profile=TINY, work_dir=tmp_path)
+    assert r.model.bbox_head.anchor_generator.octave_base_scale == 4  # mmdet's: 32-px anchors at stride 8
+    r = det.make_config("resnet50", "retinanet", coco, profile=dict(TINY, anchor_base_scale=2), work_dir=tmp_path)
+    assert r.model.bbox_head.anchor_generator.octave_base_scale == 2
+    assert r.model.bbox_head.anchor_generator.scales_per_octave == 3
+    # per head through the profile's heads table, as params.yaml sets it
+    prof = dict(TINY, heads={"retinanet": {"anchor_base_scale": 2}})
+    assert det.make_config("resnet50", "retinanet", coco, profile=prof,
+                           work_dir=tmp_path).model.bbox_head.anchor_generator.octave_base_scale == 2
+    det.make_config("resnet50", "fcos", coco, profile=prof, work_dir=tmp_path)  # other heads unaffected
+    with pytest.raises(ValueError, match="RetinaNet setting"):
+        det.make_config("resnet50", "fcos", coco, profile=dict(TINY, anchor_base_scale=2), work_dir=tmp_path)
+    with pytest.raises(ValueError, match="between 0.5 and 16"):
+        det.make_config("resnet50", "retinanet", coco, profile=dict(TINY, anchor_base_scale=1e9), work_dir=tmp_path)
+
+
 # --------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------

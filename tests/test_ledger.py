@@ -64,6 +64,16 @@ def test_digest_is_stable_across_processes():
     assert ledger.digest(ex.detect_run("r50", "resnet50", "fcos", 1, {"epochs": 2})) != out
 
 
+def test_an_optional_profile_field_enters_the_digest_only_when_set():
+    from maedet import detectors
+
+    assert set(detectors.OPTIONAL_PROFILE).isdisjoint(detectors.DEFAULT_PROFILE)
+    base = ex.detect_run("r50", "resnet50", "retinanet", 0, {"epochs": 2})
+    assert "anchor_base_scale" not in ledger.settings(base)["profile"]  # runs recorded before it keep their digest
+    set_ = ex.detect_run("r50", "resnet50", "retinanet", 0, {"epochs": 2, "anchor_base_scale": 2})
+    assert ledger.settings(set_)["profile"]["anchor_base_scale"] == 2 and ledger.digest(set_) != ledger.digest(base)
+
+
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     p = tmp_path / "a.json"
 

@@ -23,6 +23,22 @@ def test_kendall_interval_of_a_monotone_relation_is_one():
     assert k["tau"] == pytest.approx(1.0) and k["lo"] == pytest.approx(1.0) and k["hi"] == pytest.approx(1.0)
 
 
+def test_kendall_difference_interval_is_paired_and_decides_only_clear_gaps():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=40)
+    good, bad = y + rng.normal(scale=0.3, size=40), rng.normal(size=40)
+    d = stats.kendall_difference_interval(good, bad, y, 400, np.random.default_rng(0))
+    assert d["diff"] == pytest.approx(kendalltau(good, y).statistic - kendalltau(bad, y).statistic)
+    assert 0 < d["lo"] < d["diff"] < d["hi"]  # a clear gap: the interval excludes 0
+    same = stats.kendall_difference_interval(good, good, y, 100, np.random.default_rng(0))
+    assert same["diff"] == 0 and same["lo"] == 0 and same["hi"] == 0  # paired: identical proxies never differ
+    # two models: no resample defines a tau
+    two = stats.kendall_difference_interval([1, 2], [2, 1], [1, 2], 50, np.random.default_rng(0))
+    assert two["lo"] is None and two["diff"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="one length"):
+        stats.kendall_difference_interval([1, 2, 3], [1, 2, 3], [1, 2], 10, np.random.default_rng(0))
+
+
 def test_kendall_interval_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="one length"):
         kendall_interval([1, 2, 3], [1, 2], 10, np.random.default_rng(0))

@@ -17,6 +17,17 @@ def test_paper_notation_is_converted_explicitly():
     assert [b.depth for b in m.blocks] == [1, 2, 10, 10, 8]
 
 
+def test_table_prints_the_paper_notation_and_units_never_half_a_layer():
+    m = zoo.get("maedet-m")
+    rows = m.table().splitlines()
+    assert "| # layers | units |" in rows[0] and len(rows) == 2 + len(m.blocks)
+    assert rows[3].startswith("| ResBlock | 3 | 64 | 120 |") and "| 5 | 10 | C3 |" in rows[4]
+    d = m.to_dict()
+    d["blocks"][3]["depth"] = 11  # an odd number of bottlenecks: no whole "# layers" in the paper's notation
+    rows = Structure.from_dict(d).table().splitlines()
+    assert "| - | 11 | C4 |" in rows[5] and "5.5" not in "\n".join(rows)
+
+
 @pytest.mark.parametrize("name,layers", [("maedet-s", 79), ("maedet-m", 91), ("maedet-l", 109),
                                          ("table4-single-coarse", 91), ("table4-multi-coarse", 91),
                                          ("resnet50", 49), ("resnet101", 100)])

@@ -50,6 +50,12 @@ Profile fields (a dict; missing ones take :data:`DEFAULT_PROFILE`; ``params.yaml
                       512; 128 at reduced scale, where images hold ~5 objects: 3x faster, as CPU RoIAlign
                       dominates; ``None``: mmdet's default)
 ``speed_images``      images timed for the inference speed (batch 1, after 3 warm-up images; 0: skip)
+
+Fields added after runs were recorded (``OPTIONAL_PROFILE``; a run's ledger digest holds one only when its
+profile sets it, so the runs recorded before it keep their digests):
+
+``anchor_base_scale``  RetinaNet only: the anchor generator's ``octave_base_scale`` (``None``: mmdet's 4, i.e.
+                      the smallest anchor is 4 x stride 8 = 32 px, sized for 800-px COCO images; 2 gives 16 px)
 """
 from __future__ import annotations
 
@@ -77,6 +83,7 @@ DEFAULT_PROFILE = dict(
     max_keep_ckpts=1, log_interval=50, log_level="WARNING", speed_images=20, rcnn_rois=128,
     head_variant="default", backbone_lr_mult=None,
 )
+OPTIONAL_PROFILE = dict(anchor_base_scale=None)
 HEAD_VARIANTS = ("default", "improved")
 
 # Bump when a change to this package alters what a training run computes for the same settings: it is part of
@@ -193,11 +200,16 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
 
     if head not in HEADS:
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    p = dict(DEFAULT_PROFILE, **head_profile(profile, head))
-    unknown = set(p) - set(DEFAULT_PROFILE)
+    p = {**DEFAULT_PROFILE, **OPTIONAL_PROFILE, **head_profile(profile, head)}
+    unknown = set(p) - set(DEFAULT_PROFILE) - set(OPTIONAL_PROFILE)
     if unknown:
         raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(DEFAULT_PROFILE)})")
+                         f"(known: {', '.join([*DEFAULT_PROFILE, *OPTIONAL_PROFILE])})")
+    if p["anchor_base_scale"] is not None:
+        if head != "retinanet":
+            raise ValueError(f"anchor_base_scale is a RetinaNet setting, not one of {head}")
+        if not 0.5 <= float(p["anchor_base_scale"]) <= 16:
+            raise ValueError(f"anchor_base_scale must be between 0.5 and 16, got {p['anchor_base_scale']!r}")
     if p["head_variant"] not in HEAD_VARIANTS:
         raise ValueError(f"head_variant must be one of {', '.join(HEAD_VARIANTS)}, got {p['head_variant']!r}")
     if p["head_variant"] == "improved" and head != "fcos":
@@ -243,6 +255,8 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
         # the bundled configs feed C2-C5 with start_level=1; we feed C3-C5 with start_level=0: same FPN
         m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
         m.bbox_head.update(in_channels=nc, feat_channels=nc, num_classes=k)
+        if p["anchor_base_scale"] is not None:  # anchors for small images (RetinaNet; checked above)
+            m.bbox_head.anchor_generator.update(octave_base_scale=float(p["anchor_base_scale"]))
         if head in ("fcos", "gfl"):  # GroupNorm heads
             m.bbox_head.norm_cfg = dict(type="GN", num_groups=_gn_groups(nc), requires_grad=True)
         if p["head_variant"] == "improved":  # mmdet's fcos ...-center-normbbox-centeronreg-giou config

@@ -27,6 +27,26 @@ def kendall_interval(x, y, n_boot: int, rng: np.random.Generator, level: float =
             "hi": float(np.percentile(boot, 100.0 - tail)) if boot else None, "resamples": len(boot)}
 
 
+def kendall_difference_interval(x_a, x_b, y, n_boot: int, rng: np.random.Generator, level: float = 95.0) -> dict:
+    """tau(x_a, y) - tau(x_b, y) with a paired percentile bootstrap interval: both taus are computed on the
+    same resample of the models, so what they share (the same APs) cancels. ``lo``/``hi`` are None when no
+    resample defines both taus (fewer than 3 distinct models, or constant values)."""
+    x_a, x_b, y = (np.asarray(v, dtype=float) for v in (x_a, x_b, y))
+    if not (x_a.shape == x_b.shape == y.shape) or y.ndim != 1:
+        raise ValueError(f"x_a, x_b and y must be 1-D and of one length, got {x_a.shape}, {x_b.shape}, {y.shape}")
+    boot = []
+    for _ in range(int(n_boot)):
+        i = rng.integers(0, len(y), len(y))
+        if len(set(i.tolist())) > 2:
+            v = kendalltau(x_a[i], y[i]).statistic - kendalltau(x_b[i], y[i]).statistic
+            if np.isfinite(v):
+                boot.append(v)
+    tail = (100.0 - level) / 2
+    diff = kendalltau(x_a, y).statistic - kendalltau(x_b, y).statistic if len(y) > 1 else float("nan")
+    return {"diff": float(diff), "lo": float(np.percentile(boot, tail)) if boot else None,
+            "hi": float(np.percentile(boot, 100.0 - tail)) if boot else None, "resamples": len(boot)}
+
+
 PAIRED, WELCH, ONE_SAMPLE = "paired t, 95% CI", "Welch t, 95% CI", "one-sample t, 95% CI"
 
 

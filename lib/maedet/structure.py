@@ -345,13 +345,18 @@ class Structure:
         tmp.replace(path)
 
     def table(self) -> str:
-        """The structure as a Markdown table in the paper's Appendix-H notation."""
-        rows = ["| block | kernel | in | out | stride | bottleneck | # layers | level |", "|---" * 8 + "|"]
+        """The structure as a Markdown table in the paper's Appendix-H notation, with the units beside it.
+
+        "# layers" is the paper's count (a ResBlock row of L stacks 2L bottleneck units); a block whose unit
+        count the paper's notation cannot express (an odd number of bottlenecks, reachable by the released
+        search's depth mutation) shows "-" there, and its units column says what it holds."""
+        rows = ["| block | kernel | in | out | stride | bottleneck | # layers | units | level |", "|---" * 9 + "|"]
         for b, s in zip(self.blocks, self.stage_of_block):
             pl = depth_to_paper_layers(b.type, b.depth)
             rows.append(
                 f"| {BLOCK_TYPES[b.type].paper_name} | {b.kernel} | {b.in_channels} | {b.out_channels} | {b.stride} "
-                f"| {b.bottleneck if b.bottleneck is not None else '-'} | {pl} | C{s + 1} |"
+                f"| {b.bottleneck if b.bottleneck is not None else '-'} | {pl if isinstance(pl, int) else '-'} "
+                f"| {b.depth} | C{s + 1} |"
             )
         return "\n".join(rows)
 
