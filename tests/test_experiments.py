@@ -99,3 +99,16 @@ def test_collect_pools_runs_by_structure_across_stages(tmp_path):
     assert df.loc[m, "stages"] == "t1,t2" and df.loc[r50, "AP"] == 3.5
     with pytest.raises(FileNotFoundError, match="t3"):
         ex.collect(["t3"], "fcos", artifacts=art, root=cache)
+    # a machine without the run cache (stages rendered from the ledger): structures come from the ledger records
+    from maedet import ledger
+
+    led = tmp_path / "ledger"
+    for stage, rs in rows.items():
+        for row in rs:
+            r = ex.detect_run(row["label"], row["label"].split(" in ")[0], row["head"], row["seed"],
+                              {"epochs": row["epochs"]})
+            ledger.write(r, {"AP": row["AP"], "metrics": {"AP": row["AP"]}}, led)
+    again = ex.collect(["t1", "t2"], "fcos", epochs=12, artifacts=art, root=tmp_path / "empty", ledger_root=led)
+    pd.testing.assert_frame_equal(again.set_index("digest"), df)
+    with pytest.raises(FileNotFoundError, match="nor in the ledger"):
+        ex.collect(["t1"], "fcos", artifacts=art, root=tmp_path / "empty", ledger_root=tmp_path / "no-ledger")

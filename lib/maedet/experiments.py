@@ -342,15 +342,17 @@ def compare(df, label_a: str, label_b: str, metric: str = "AP", **where) -> dict
             "verdict": verdict(a, b, label_a, label_b), **where}
 
 
-def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path = "artifacts", root: Path = None):
+def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path = "artifacts", root: Path = None,
+            ledger_root: Path = None):
     """Every finished from-scratch detection run with ``head`` that the given stages trained (their
     ``artifacts/STAGE/runs.csv``), one row per distinct backbone: AP mean and spread over seeds, the stages
     that trained it, and its structure (read from the run's ``run.json`` in the run cache). ``epochs``
-    keeps only runs of that schedule, so the pooled models share one protocol."""
+    keeps only runs of that schedule, so the pooled models share one protocol. A run missing from the run
+    cache (a machine that rendered the stage from the ledger) takes its structure from its ledger record."""
     import pandas as pd
 
     root = Path(root or ROOT_CACHE)
-    rows = []
+    rows, recorded_backbones = [], None
     for st in stages:
         p = Path(artifacts) / st / "runs.csv"
         if not p.exists():
@@ -361,9 +363,15 @@ def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path 
             df = df[df["epochs"] == epochs]
         for _, r in df.iterrows():
             spec = root / r["run"] / "run.json"
-            if not spec.exists():
-                raise FileNotFoundError(f"{spec} not found (run cache {root}): re-run the {st} stage")
-            b = json.loads(spec.read_text())["backbone"]
+            if spec.exists():
+                b = json.loads(spec.read_text())["backbone"]
+            else:  # rendered from the ledger on a machine without the run cache: the record holds the structure
+                if recorded_backbones is None:
+                    recorded_backbones = {rec["run_id"]: rec["settings"]["backbone"] for rec in ledger.records(ledger_root)}
+                if r["run"] not in recorded_backbones:
+                    raise FileNotFoundError(f"run {r['run']} of the {st} stage is neither in the run cache ({root}) "
+                                            f"nor in the ledger: re-run the {st} stage")
+                b = recorded_backbones[r["run"]]
             rows.append({"stage": st, "label": r["label"], "seed": int(r["seed"]), "AP": r["AP"],
                          "digest": Structure.from_dict(b).digest(), "backbone": b})
     if not rows:

@@ -348,8 +348,8 @@ class Structure:
         """The structure as a Markdown table in the paper's Appendix-H notation, with the units beside it.
 
         "# layers" is the paper's count (a ResBlock row of L stacks 2L bottleneck units); a block whose unit
-        count the paper's notation cannot express (an odd number of bottlenecks, reachable by the released
-        search's depth mutation) shows "-" there, and its units column says what it holds."""
+        count the paper's notation cannot express (an odd number of bottlenecks, which the fine mutation of
+        coarse-to-fine reaches) shows "-" there, and its units column says what it holds."""
         rows = ["| block | kernel | in | out | stride | bottleneck | # layers | units | level |", "|---" * 9 + "|"]
         for b, s in zip(self.blocks, self.stage_of_block):
             pl = depth_to_paper_layers(b.type, b.depth)
