@@ -6,8 +6,8 @@ up, over the modules *it recognises*,
 * convolution: ``H_out * W_out * k * k * C_in / groups * C_out``
 * batch norm (``nn.BatchNorm2d`` only): 2 x elements of its input (affine)
 * ReLU (``nn.ReLU`` modules only): elements of its output
-* pooling: elements of its input
-* the residual addition: never counted
+* pooling: elements of its input (also the global pooling of an SE layer)
+* the residual addition, the sigmoid and the product of an SE layer: never counted
 
 Which parts a published figure contains therefore depends on how the measured model was written. The
 conventions:
@@ -18,16 +18,20 @@ conventions:
                   MAE-DET-S/M/L of Table 1 within 0.05%.
 ``mmdet-syncbn``  conv + ReLU + pooling: mmdet's ResNet trained with SyncBN, which mmcv's counter does not
                   recognise. Reproduces ResNet-50/101 of Table 1 within 0.05%.
-``paper``         ``mmdet-syncbn`` for the ResNet references (``shortcut="conv"``), else ``maedet-code``.
+``paper``         ``mmdet-syncbn`` for the ResNet references (``shortcut="conv"``); ``mmcv`` for structures with
+                  inverted bottlenecks (Table 6: mmdet's MobileNetV2 in SSDLite, with BN and nn.ReLU6
+                  modules; reproduces MobileNetV2-0.5/1.0 to the printed digit); else ``maedet-code``.
 
-Params are conv weights plus the BN affine parameters (no classifier head). Tests cross-check the parts
+Params are conv weights plus the BN affine parameters (no classifier head), plus the weights and biases
+of the two 1x1 convs of an SE layer. An SE layer's conv MACs are its two 1x1 convs on the pooled 1x1 map
+(the bias additions, channels + reduced per image, are left out). Tests cross-check the parts
 against mmengine's counter run on the built torch module.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .structure import Conv, Pool, Structure
+from .structure import SE, Conv, Pool, Structure
 
 CONVENTIONS = ("paper", "maedet-code", "mmdet-syncbn", "mmcv", "conv")
 # which parts (conv, bn, relu, pool) each convention adds up
@@ -43,7 +47,9 @@ def resolve_convention(structure: Structure, convention: str) -> str:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     if convention == "paper":
-        return "mmdet-syncbn" if structure.shortcut == "conv" else "maedet-code"
+        if structure.shortcut == "conv":
+            return "mmdet-syncbn"
+        return "mmcv" if any(b.type == "mbv2" for b in structure.blocks) else "maedet-code"
     return convention
 
 
@@ -106,6 +112,11 @@ def _ops_cost(ops, h: int, w: int):
             if op.relu:
                 relu += op.out_channels * ho * wo
             h, w = ho, wo
+        elif isinstance(op, SE):  # global pool, 1x1 conv + bias, ReLU, 1x1 conv + bias; the shape is kept
+            pool += op.channels * h * w
+            conv += 2 * op.channels * op.reduced
+            relu += op.reduced
+            params += 2 * op.channels * op.reduced + op.reduced + op.channels
         elif isinstance(op, Pool):
             pool += op.channels * h * w
             if op.kind == "avg":  # kernel = stride, ceil mode

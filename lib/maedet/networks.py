@@ -3,9 +3,12 @@
 * :class:`Backbone` - the *training network*: every conv followed by BN (+ ReLU), bottleneck units with
   residual links (projection shortcut = AvgPool2d(2) then 1x1 conv + BN when strided, or ResNet's strided
   1x1 conv for ``shortcut="conv"``), returning the stage features C1..C5 selected by ``out_indices``.
+  Inverted bottlenecks (``mbv2``) are expansion conv, depthwise conv, optional SE, linear projection.
 * :class:`ScoringNet` - the *scoring network* of the entropy estimators: the main path's convolutions
-  only (no BN, no residual links, bias-free), with or without ReLU. Weights are re-drawn from N(0, 1) by
-  :meth:`ScoringNet.reinit`.
+  only (no BN, no residual links, no SE, bias-free), with or without ReLU. Weights are re-drawn from
+  N(0, 1) by :meth:`ScoringNet.reinit`. SE is removed while scoring, as BN and the residual links are (the
+  ZenDet version of the paper, Appendix E: on the zero-mean scoring input the pooled SE input is ~0, so
+  the gate is a constant ~0.5, and the estimators divide every conv output by its own scale anyway).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .structure import Conv, Pool, Structure, Unit
+from .structure import SE, Conv, Pool, Structure, Unit
 
 
 def _bn(c: int) -> nn.Module:
@@ -34,6 +37,20 @@ class _ConvBN(nn.Sequential):
         super().__init__(*layers)
 
 
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: x * sigmoid(fc2(relu(fc1(avgpool(x))))), the FCs as 1x1 convs with bias."""
+
+    def __init__(self, op: SE):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(op.channels, op.reduced, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(op.reduced, op.channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(self.relu(self.fc1(self.pool(x)))))
+
+
 def _pool(op: Pool) -> nn.Module:
     if op.kind == "max":
         return nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2)
@@ -43,7 +60,10 @@ def _pool(op: Pool) -> nn.Module:
 def _path(ops, norm_layer) -> nn.Sequential:
     mods = []
     for op in ops:
-        mods.append(_ConvBN(op, norm_layer, op.relu) if isinstance(op, Conv) else _pool(op))
+        if isinstance(op, Conv):
+            mods.append(_ConvBN(op, norm_layer, op.relu))
+        else:
+            mods.append(SqueezeExcite(op) if isinstance(op, SE) else _pool(op))
     return nn.Sequential(*mods)
 
 
@@ -153,7 +173,7 @@ class ScoringNet(nn.Module):
         stage_ends = set(structure.stage_ends)
         for i, (blk, st) in enumerate(zip(structure.blocks, structure.stage_of_block)):
             for unit in blk.units(structure.shortcut):
-                ops.extend(unit.main)
+                ops.extend(op for op in unit.main if not isinstance(op, SE))  # SE is removed while scoring
             if i in stage_ends:
                 ends[len(ops) - 1] = st
         self.ops = ops

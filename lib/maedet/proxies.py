@@ -74,7 +74,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from .score import ScoreError, ScoreSettings, register
-from .structure import Conv, Structure
+from .structure import SE, Conv, Structure
 
 # structure estimators registered in maedet.score.ESTIMATORS
 PROXIES = ("zen", "naswot", "synflow", "gradnorm", "snip")
@@ -514,6 +514,10 @@ def _plain_body(structure: Structure) -> nn.Sequential:
                     mods.append(nn.BatchNorm2d(op.out_channels))
                     if op.relu:
                         mods.append(nn.ReLU(inplace=True))
+                elif isinstance(op, SE):
+                    from .networks import SqueezeExcite
+
+                    mods.append(SqueezeExcite(op))
                 elif op.kind == "max":
                     mods.append(nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2))
                 else:

@@ -8,8 +8,9 @@ the ResNet references exactly).
 Depth convention
 ----------------
 ``Block.depth`` is always the number of *units* the super-block repeats: bottleneck blocks for
-``bottleneck``. The paper's tables count differently: a "ResBlock" row with "# layers = L" stacks 2L
-bottleneck blocks. Convert only through :func:`paper_layers_to_depth` / :func:`depth_to_paper_layers`.
+``bottleneck``, inverted bottlenecks for ``mbv2``. The paper's tables count differently: a "ResBlock" row
+with "# layers = L" stacks 2L bottleneck blocks. Convert only through :func:`paper_layers_to_depth` /
+:func:`depth_to_paper_layers`.
 
 Stages
 ------
@@ -17,9 +18,23 @@ The stage of a block is given by the cumulative stride of its output: all blocks
 stride form one stage, numbered C1, C2, ... in order (C1 = the stem at stride 2 for a detection
 backbone, C5 at stride 32). A stage's feature is the output of its last block.
 
+Inverted bottleneck (``mbv2``)
+------------------------------
+MobileNetV2's unit (Sandler et al. 2018): a 1x1 *expansion* conv (in -> bottleneck) with ReLU, a k x k
+*depthwise* conv (groups = bottleneck, stride s) with ReLU, an optional squeeze-and-excitation (``se``, on
+the bottleneck width, between the depthwise and the projection conv, where the authors' released
+``ResK1DWSEK1`` block puts it), and a linear 1x1 *projection* conv (bottleneck -> out); an identity link
+when in = out and s = 1, no link otherwise. The bottleneck width is the expansion ratio times the unit's
+input width. A unit whose bottleneck equals its input width (expansion ratio 1) has no expansion conv, as
+in MobileNetV2 itself (mmdet's ``InvertedResidual``: ``with_expand_conv = mid_channels != in_channels``).
+One super-block has one bottleneck width for all its units, while MobileNetV2 expands every unit's own
+input (6 x in for the first unit of a row, 6 x out for the others): a MobileNetV2 row is therefore written
+as two blocks, the first unit and the remaining units (see :mod:`maedet.zoo`).
+
 Layer count
 -----------
-One per ``conv`` block, three per bottleneck or inverted-bottleneck unit (MAE-DET-M: 1 + 3 x 30 = 91).
+One per ``conv`` block, three per bottleneck or inverted-bottleneck unit (MAE-DET-M: 1 + 3 x 30 = 91),
+two per inverted bottleneck without expansion conv. SE layers are not counted.
 """
 from __future__ import annotations
 
@@ -55,6 +70,22 @@ class Conv:
     @property
     def fan_in(self) -> int:
         return (self.in_channels // self.groups) * self.kernel * self.kernel
+
+
+@dataclass(frozen=True)
+class SE:
+    """Squeeze-and-excitation (Hu et al. 2018) on ``channels``: global average pooling, a 1x1 conv to
+    ``reduced`` channels with bias and ReLU, a 1x1 conv back to ``channels`` with bias, a sigmoid, and the
+    channel-wise product with its input. Keeps the shape; no BN."""
+
+    channels: int
+    reduced: int
+
+
+def se_width(channels: int) -> int:
+    """The reduced width of an SE layer on ``channels``: a quarter, rounded down to a multiple of 8, at
+    least 8 (the authors' released SE: ``max(1, round(c * 0.25) // 8) * 8``)."""
+    return max(1, round(channels * 0.25) // 8) * 8
 
 
 @dataclass(frozen=True)
@@ -124,10 +155,14 @@ class Block:
     stride: int
     bottleneck: int | None = None
     depth: int = 1
+    se: bool = False   # squeeze-and-excitation in every unit (``mbv2`` only)
 
     @property
     def layers(self) -> int:
-        return BLOCK_TYPES[self.type].layers_per_unit * self.depth
+        n = BLOCK_TYPES[self.type].layers_per_unit * self.depth
+        if self.type == "mbv2":  # units without expansion conv (bottleneck = the unit's input width)
+            n -= (self.bottleneck == self.in_channels) + (self.depth - 1) * (self.bottleneck == self.out_channels)
+        return n
 
     def units(self, shortcut: str = "avgpool") -> list[Unit]:
         """Expand into its repeated units. Only the first unit strides and changes the width."""
@@ -160,7 +195,9 @@ class Block:
                     sc = (Conv(cin, out, 1, s, relu=False),)
                 units.append(Unit(main, sc, post_relu=True))
             elif t == "mbv2":
-                main = (Conv(cin, btn, 1), Conv(btn, btn, k, s, groups=btn), Conv(btn, out, 1, relu=False))
+                expand = (Conv(cin, btn, 1),) if btn != cin else ()  # expansion ratio 1: no expansion conv
+                se = (SE(btn, se_width(btn)),) if self.se else ()
+                main = expand + (Conv(btn, btn, k, s, groups=btn),) + se + (Conv(btn, out, 1, relu=False),)
                 units.append(Unit(main, () if (cin == out and s == 1) else None))
             else:  # pragma: no cover - guarded by validation
                 raise StructureError(f"unknown block type {t!r}")
@@ -170,6 +207,8 @@ class Block:
         d = asdict(self)
         if not BLOCK_TYPES[self.type].has_bottleneck:
             d.pop("bottleneck")
+        if not self.se:  # written only when set, so files without SE stay as they were
+            d.pop("se")
         return d
 
 
@@ -242,8 +281,10 @@ class Structure:
         k = self.__dict__.get("_key")
         if k is None:
             k = (self.in_channels, self.shortcut) + tuple(
-                (b.type, b.kernel, b.in_channels, b.out_channels, b.stride, b.bottleneck, b.depth) for b in self.blocks
-            )
+                (b.type, b.kernel, b.in_channels, b.out_channels, b.stride, b.bottleneck, b.depth)
+                + (("se",) if b.se else ())
+                for b in self.blocks
+            )  # SE only when set: the keys and digests of structures without SE are unchanged
             object.__setattr__(self, "_key", k)
         return k
 
@@ -296,7 +337,8 @@ class Structure:
         if not isinstance(raw, list) or not raw:
             raise StructureError("field 'blocks' must be a non-empty list")
         blocks = []
-        allowed = {"type", "kernel", "in_channels", "out_channels", "stride", "bottleneck", "depth", "paper_layers"}
+        allowed = {"type", "kernel", "in_channels", "out_channels", "stride", "bottleneck", "depth", "paper_layers",
+                   "se"}
         for i, b in enumerate(raw):
             if not isinstance(b, dict):
                 raise StructureError(f"block {i}: must be an object")
@@ -318,7 +360,10 @@ class Structure:
             kw["depth"] = _int(b.get("depth", 1), i, "depth")
             btn = b.get("bottleneck")
             kw["bottleneck"] = None if btn is None else _int(btn, i, "bottleneck")
-            blocks.append(Block(type=t, **kw))
+            se = b.get("se", False)
+            if not isinstance(se, bool):
+                raise StructureError(f"block {i}: field 'se' must be true or false, got {se!r}")
+            blocks.append(Block(type=t, se=se, **kw))
         s = cls(
             blocks=tuple(blocks),
             in_channels=_int(d.get("in_channels", 3), None, "in_channels"),
@@ -420,6 +465,8 @@ def validate(s: Structure) -> Structure:
             raise StructureError(f"{where}: field 'bottleneck' does not apply to type {b.type!r}")
         if b.type in ("conv", "maxpool") and b.depth != 1:
             raise StructureError(f"{where}: field 'depth' must be 1 for type {b.type!r}, got {b.depth}")
+        if b.se and b.type != "mbv2":
+            raise StructureError(f"{where}: field 'se' applies only to type 'mbv2'")
         if b.type == "maxpool" and b.out_channels != b.in_channels:
             raise StructureError(f"{where}: field 'out_channels' must equal 'in_channels' for a pool")
         prev_out = b.out_channels

@@ -1,4 +1,5 @@
-"""Named structures from the paper (Appendix H) and the ResNet references, in one registry.
+"""Named structures from the paper (Appendix H), the ResNet references and the MobileNetV2 references of
+Table 6 (Appendix B), in one registry.
 
 Rows are transcribed from the paper's tables in its own notation ("# layers" counts pairs of bottleneck
 blocks for a ResBlock) and converted by :func:`maedet.structure.structure_from_rows`. The paper's own
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .structure import Structure, structure_from_rows
+from .structure import Block, Structure, structure_from_rows, validate
 
 _REGISTRY: dict[str, Callable[[], Structure]] = {}
 
@@ -120,3 +121,59 @@ def resnet50() -> Structure:
 @register("resnet101")
 def resnet101() -> Structure:
     return _resnet("resnet101", (3, 4, 23, 3))
+
+
+# MobileNetV2 (Sandler et al. 2018, Table 2): (expansion ratio t, output width c, units n, first stride s)
+MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                         (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNetV2's width rounding: the nearest multiple of ``divisor`` (at least ``divisor``), one
+    ``divisor`` more when rounding down loses more than 10% (mmcv/torchvision ``make_divisible``)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def _mobilenet_v2(name: str, widen_factor: float) -> Structure:
+    """MobileNetV2 as mmdet builds it for SSDLite (``MobileNetV2(widen_factor=...)``: the stem, the seven
+    rows of inverted bottlenecks, and the 1x1 conv to 1280 channels, which stays 1280 for widen_factor <= 1).
+
+    Every unit expands its own input by t (6 x in for the first unit of a row, 6 x out for the others), and
+    one block has one bottleneck width, so a row of n units is two blocks here: its first unit, then the
+    n - 1 others. The row of t = 1 has no expansion conv (bottleneck = input width). The stride-1 rows
+    join the stage before them, so the stages are C1 (stem + t=1 row, stride 2), C2, C3, C4 (the 96-wide
+    row, stride 16) and C5 (ending with the 1280-wide conv, stride 32): SSDLite's two inputs are C4 and C5.
+
+    Counting (Table 6 gives backbone FLOPs and params at 320x320): the printed figures are reproduced by
+    mmcv's counter on this network with the expansion-free t = 1 row and the last 1x1 conv to 1280
+    included: conv MACs + BN (2 per element) + ReLU6 (1 per element), the ``mmcv`` convention of
+    :mod:`maedet.flops` (what ``convention="paper"`` gives for structures with inverted bottlenecks):
+    MobileNetV2-0.5 217.3M / 0.688M (paper 217M / 0.7M), MobileNetV2-1.0 650.9M / 2.224M (paper 651M /
+    2.2M). No other convention matches both rows: conv MACs alone give 195.6M / 611.2M, the MAE-DET code's
+    conv + BN 210.5M / 638.5M, conv + ReLU 202.4M / 623.7M; dropping the conv to 1280 leaves 0.48M (0.5) / 1.81M
+    (1.0) params; an expansion conv in the t = 1 row (32 -> 32 at 160x160 for 1.0) makes conv + ReLU hit the 1.0
+    row (650.7M) but miss the 0.5 row (209.4M).
+    """
+    stem = make_divisible(32 * widen_factor)
+    blocks, cin = [Block("conv", 3, 3, stem, 2)], stem
+    for t, c, n, s in MOBILENET_V2_SETTINGS:
+        c = make_divisible(c * widen_factor)
+        blocks.append(Block("mbv2", 3, cin, c, s, int(round(cin * t)), 1))
+        if n > 1:
+            blocks.append(Block("mbv2", 3, c, c, 1, int(round(c * t)), n - 1))
+        cin = c
+    last = int(1280 * widen_factor) if widen_factor > 1.0 else 1280
+    blocks.append(Block("conv", 1, cin, last, 1))
+    return validate(Structure(tuple(blocks), name=name,
+                              source=f"Sandler et al. 2018 (mmdet MobileNetV2, widen_factor={widen_factor}; Table 6)"))
+
+
+@register("mobilenetv2-0.5")
+def mobilenetv2_050() -> Structure:
+    return _mobilenet_v2("mobilenetv2-0.5", 0.5)
+
+
+@register("mobilenetv2-1.0")
+def mobilenetv2_100() -> Structure:
+    return _mobilenet_v2("mobilenetv2-1.0", 1.0)
