@@ -84,3 +84,11 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ledger._atomic_write(p, "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_setting_names_every_adaptation_so_calibration_rows_do_not_pool_different_points():
+    base = {"profile": {"lr": 0.01}}
+    assert ledger.setting(base) == "lr 0.01"
+    assert ledger.setting({"profile": {"lr": 0.01, "anchor_base_scale": 2}}) == "lr 0.01, anchor base scale 2"
+    assert ledger.setting({"profile": {"lr": 0.02, "head_variant": "improved", "backbone_lr_mult": 1.0}}) == \
+        "improved, lr 0.02, backbone lr x1"

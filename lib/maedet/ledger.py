@@ -212,7 +212,7 @@ def records(root: str | Path | None = None) -> list[dict]:
 # reading the ledger
 # --------------------------------------------------------------------------------------------------
 def setting(rec: dict) -> str:
-    """A short description of what a detection record's profile changes: variant, lr, backbone lr, epochs."""
+    """A short description of what a detection record's profile changes: variant, lr, backbone lr, anchors."""
     p = rec["profile"]
     parts = []
     if p.get("head_variant", "default") != "default":
@@ -220,6 +220,8 @@ def setting(rec: dict) -> str:
     parts.append(f"lr {p.get('lr')}")
     if p.get("backbone_lr_mult") is not None:
         parts.append(f"backbone lr x{p['backbone_lr_mult']:g}")
+    if p.get("anchor_base_scale") is not None:
+        parts.append(f"anchor base scale {p['anchor_base_scale']:g}")
     return ", ".join(parts)
 
 
