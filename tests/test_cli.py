@@ -70,3 +70,45 @@ def test_help_documents_every_command():
     for cmd in ("zoo", "flops", "score", "search"):
         h = subprocess.run([sys.executable, "-m", "maedet", cmd, "--help"], capture_output=True, text=True, env=env)
         assert h.returncode == 0 and "usage: maedet " + cmd in h.stdout
+
+
+def test_train_probe_records_go_to_the_probe_ledger_and_bad_fields_fail_before_training(tmp_path, capsys,
+                                                                                         monkeypatch):
+    from maedet import experiments as ex
+    from maedet import ledger
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(ledger, "PROBES", tmp_path / "probes")
+    rc, _, err = run(capsys, "train", "retinanet", "resnet50", "--set", "lr=0.02", "--dry-run")
+    assert rc == 2 and "--probe" in err  # a changed profile matches no stage: it must be named a probe
+    rc, _, err = run(capsys, "train", "retinanet", "resnet50", "--probe", "--set", "head_norm=BN", "--dry-run")
+    assert rc == 2 and "head_norm must be" in err
+    rc, _, err = run(capsys, "train", "gfl", "resnet50", "--probe", "--set", "anchor_base_scale=2", "--dry-run")
+    assert rc == 2 and "RetinaNet setting" in err
+    rc, _, err = run(capsys, "train", "retinanet", "resnet50", "--probe", "--set", "lr", "--dry-run")
+    assert rc == 2 and "FIELD=VALUE" in err
+    rc, out, _ = run(capsys, "train", "retinanet", "resnet50", "--probe", "--set", "lr=0.02", "anchor_base_scale=2",
+                     "head_norm=GN", "--dry-run")
+    assert rc == 0 and f"0 already in {tmp_path / 'probes'}" in out
+    # the run it would train: the default profile's RetinaNet entry with the three fields changed
+    import yaml
+
+    det = yaml.safe_load(open(ROOT / "params.yaml"))["training"]["default"]["detector"]
+    want = ex.detect_run("resnet50", "resnet50", "retinanet", 0,
+                         {**{k: v for k, v in det.items() if k != "heads"}, **det["heads"]["retinanet"],
+                          "lr": 0.02, "anchor_base_scale": 2, "head_norm": "GN"})
+    assert want.id in out
+    assert not (tmp_path / "probes").exists()  # a dry run writes nothing
+
+
+def test_ledger_records_reads_several_folders(tmp_path):
+    from maedet import experiments as ex
+    from maedet import ledger
+
+    a = ex.detect_run("r50", "resnet50", "fcos", 0, {"epochs": 2})
+    b = ex.detect_run("r50", "resnet50", "retinanet", 0, {"epochs": 2, "head_norm": "GN"})
+    ledger.write(a, {"AP": 1.0}, tmp_path / "runs")
+    ledger.write(b, {"AP": 2.0}, tmp_path / "probes")
+    both = ledger.records([tmp_path / "runs", tmp_path / "probes", tmp_path / "absent"])
+    assert sorted(r["head"] for r in both) == ["fcos", "retinanet"]
+    assert [r["head"] for r in ledger.records(tmp_path / "runs")] == ["fcos"]

@@ -265,6 +265,23 @@ def test_retinanet_anchor_base_scale(coco, tmp_path):
         det.make_config("resnet50", "retinanet", coco, profile=dict(TINY, anchor_base_scale=1e9), work_dir=tmp_path)
 
 
+def test_retinanet_group_norm_head(coco, tmp_path):
+    from mmdet.registry import MODELS
+
+    det._ensure_registered()
+    plain = det.make_config("resnet50", "retinanet", coco, profile=TINY, work_dir=tmp_path)
+    assert plain.model.bbox_head.get("norm_cfg") is None  # the bundled RetinaNet head has no norm layers
+    gn = det.make_config("resnet50", "retinanet", coco, profile=dict(TINY, head_norm="GN"), work_dir=tmp_path)
+    assert gn.model.bbox_head.norm_cfg["type"] == "GN"
+    head = MODELS.build(gn.model).bbox_head
+    norms = [m for m in head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 2 * gn.model.bbox_head.stacked_convs  # one per tower conv, classification and box
+    with pytest.raises(ValueError, match="RetinaNet setting"):
+        det.make_config("resnet50", "gfl", coco, profile=dict(TINY, head_norm="GN"), work_dir=tmp_path)
+    with pytest.raises(ValueError, match="head_norm must be"):
+        det.make_config("resnet50", "retinanet", coco, profile=dict(TINY, head_norm="BN"), work_dir=tmp_path)
+
+
 # --------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------

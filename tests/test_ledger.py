@@ -90,5 +90,7 @@ def test_setting_names_every_adaptation_so_calibration_rows_do_not_pool_differen
     base = {"profile": {"lr": 0.01}}
     assert ledger.setting(base) == "lr 0.01"
     assert ledger.setting({"profile": {"lr": 0.01, "anchor_base_scale": 2}}) == "lr 0.01, anchor base scale 2"
+    assert ledger.setting({"profile": {"lr": 0.02, "anchor_base_scale": 2, "head_norm": "GN"}}) == \
+        "lr 0.02, anchor base scale 2, GN head"
     assert ledger.setting({"profile": {"lr": 0.02, "head_variant": "improved", "backbone_lr_mult": 1.0}}) == \
         "improved, lr 0.02, backbone lr x1"

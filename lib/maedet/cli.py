@@ -148,6 +148,7 @@ def cmd_train(args):
     import yaml
 
     from . import experiments as ex
+    from . import ledger
     from .released import load_any
 
     params = yaml.safe_load(open(args.params))
@@ -159,6 +160,13 @@ def cmd_train(args):
     if len(args.seeds) > 1000 or any(s < 0 or s > 10**6 for s in args.seeds):
         raise ValueError("seeds must be 0..1000000, at most 1000 of them")
     det = dict(tp["detector"])
+    if args.set and not args.probe:
+        raise ValueError("--set changes the profile, so the runs match no stage's: add --probe to record them "
+                         "as calibration probes (ledger/probes)")
+    if args.set:  # applied to the head's resolved profile; make_config rejects unknown fields and bad values
+        from .detectors import head_profile
+
+        det = {**head_profile(det, args.head), **_assignments(args.set)}
     if args.epochs is not None:
         if not 1 <= args.epochs <= 1000:
             raise ValueError(f"--epochs must be 1..1000, got {args.epochs}")
@@ -166,16 +174,21 @@ def cmd_train(args):
     structures = {b: load_any(b) for b in args.backbones}  # fails early on a bad name
     runs = [ex.detect_run(b, structures[b], args.head, seed, det, dataset=args.dataset)
             for seed in args.seeds for b in args.backbones]  # seed-major: finished pairs accumulate first
+    if args.set:  # a bad field or value fails here, before any training
+        from .detectors import resolve_profile
+
+        resolve_profile(runs[0].profile, args.head)
+    led = ledger.PROBES if args.probe else ledger.ROOT
     data_root = args.data_root or tp["data_root"]
-    ex.ensure_data(data_root, (args.dataset,), tp.get("build_data"))
-    todo = [r for r in runs if ex.recorded(r) is None]
-    print(f"{len(runs)} runs, {len(runs) - len(todo)} already in the ledger; training {len(todo)} "
+    todo = [r for r in runs if ex.recorded(r, ledger_root=led) is None]
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} already in {led}; training {len(todo)} "
           f"({args.parallel} at a time)", flush=True)
     if args.dry_run:
         for r in todo:
             print(f"  {r.label} {r.head} seed {r.seed} {r.id}")
         return 0
-    results = ex.run_all(runs, data_root, parallel=args.parallel, progress=True)
+    ex.ensure_data(data_root, (args.dataset,), tp.get("build_data"))
+    results = ex.run_all(runs, data_root, parallel=args.parallel, progress=True, ledger_root=led)
     for r, res in zip(runs, results):
         print(f"{r.label:>12} {r.head:>9} seed {r.seed}: AP {res['AP']:.2f}" if res else f"{r.label} missing")
     return 0
@@ -186,10 +199,10 @@ def cmd_verify(args):
     from . import experiments as ex
     from . import ledger, verify
 
-    recs = ledger.records()
+    recs = ledger.records([ledger.ROOT, ledger.PROBES])
     picked = verify.sample(recs, tuple(args.per), args.limit)
     if not picked:
-        raise ValueError(f"the ledger ({ledger.ROOT}) holds no detection run to verify")
+        raise ValueError(f"the ledger ({ledger.ROOT}, {ledger.PROBES}) holds no detection run to verify")
     print(f"retraining {len(picked)} of {len(recs)} ledger runs from scratch ({args.parallel} at a time):")
     for r in picked:
         print(f"  {r['head']} {r['backbone']} seed {r['seed']} ({r['digest']}, recorded AP {r['metrics'].get('AP')}"
@@ -211,6 +224,22 @@ def cmd_data(args):
     from . import data
 
     return data.main(args.data_args) or 0
+
+
+def _assignments(items) -> dict:
+    """``FIELD=VALUE`` pairs, each value read as YAML (``0.02``, ``GN``, ``null``, ``[160, 160]``)."""
+    import yaml
+
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip():
+            raise ValueError(f"--set takes FIELD=VALUE, got {it!r}")
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {it!r}: the value is not YAML ({e})") from None
+    return out
 
 
 def _num(text: str) -> float:
@@ -319,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default="digits", help="detection dataset under the data root (default digits)")
     t.add_argument("--data-root", default=None, help="data root (default: the profile's)")
     t.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
+    t.add_argument("--probe", action="store_true",
+                   help="a calibration probe: record in ledger/probes (read by the calibration stage only)")
+    t.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="change profile fields of the head (with --probe), e.g. lr=0.02 anchor_base_scale=2")
     t.add_argument("--dry-run", action="store_true", help="list the runs the ledger lacks and stop")
     t.set_defaults(fn=cmd_train)
 

@@ -56,6 +56,8 @@ profile sets it, so the runs recorded before it keep their digests):
 
 ``anchor_base_scale``  RetinaNet only: the anchor generator's ``octave_base_scale`` (``None``: mmdet's 4, i.e.
                       the smallest anchor is 4 x stride 8 = 32 px, sized for 800-px COCO images; 2 gives 16 px)
+``head_norm``         RetinaNet only: ``GN`` puts GroupNorm in its classification and box towers (``None``: the
+                      bundled head, without norm layers; FCOS and GFL have GN towers in their bundled configs)
 """
 from __future__ import annotations
 
@@ -83,7 +85,8 @@ DEFAULT_PROFILE = dict(
     max_keep_ckpts=1, log_interval=50, log_level="WARNING", speed_images=20, rcnn_rois=128,
     head_variant="default", backbone_lr_mult=None,
 )
-OPTIONAL_PROFILE = dict(anchor_base_scale=None)
+OPTIONAL_PROFILE = dict(anchor_base_scale=None, head_norm=None)
+HEAD_NORMS = (None, "GN")
 HEAD_VARIANTS = ("default", "improved")
 
 # Bump when a change to this package alters what a training run computes for the same settings: it is part of
@@ -187,6 +190,40 @@ def milestones(epochs: int) -> list[int]:
 # --------------------------------------------------------------------------------------------------
 # config
 # --------------------------------------------------------------------------------------------------
+def resolve_profile(profile: dict | None, head: str) -> dict:
+    """``head``'s full profile (defaults filled in, its ``heads`` entry applied), checked: an unknown field, a
+    field of another head or a value out of range raises ``ValueError`` naming it."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    p = {**DEFAULT_PROFILE, **OPTIONAL_PROFILE, **head_profile(profile, head)}
+    unknown = set(p) - set(DEFAULT_PROFILE) - set(OPTIONAL_PROFILE)
+    if unknown:
+        raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join([*DEFAULT_PROFILE, *OPTIONAL_PROFILE])})")
+    for k, d in DEFAULT_PROFILE.items():
+        num = isinstance(d, (int, float)) and not isinstance(d, bool)
+        if p[k] is None and k not in ("lr", "epochs", "batch_size"):  # e.g. grad_clip, rcnn_rois: None is "off"
+            continue
+        if num and (isinstance(p[k], bool) or not isinstance(p[k], (int, float))):
+            raise ValueError(f"profile field {k} must be a number, got {p[k]!r}")
+    if not 0 < float(p["lr"]) <= 1:
+        raise ValueError(f"lr must be in (0, 1], got {p['lr']!r}")
+    if p["anchor_base_scale"] is not None:
+        if head != "retinanet":
+            raise ValueError(f"anchor_base_scale is a RetinaNet setting, not one of {head}")
+        if not 0.5 <= float(p["anchor_base_scale"]) <= 16:
+            raise ValueError(f"anchor_base_scale must be between 0.5 and 16, got {p['anchor_base_scale']!r}")
+    if p["head_norm"] not in HEAD_NORMS:
+        raise ValueError(f"head_norm must be GN or null, got {p['head_norm']!r}")
+    if p["head_norm"] is not None and head != "retinanet":
+        raise ValueError(f"head_norm is a RetinaNet setting ({head}'s bundled head decides its own norm)")
+    if p["head_variant"] not in HEAD_VARIANTS:
+        raise ValueError(f"head_variant must be one of {', '.join(HEAD_VARIANTS)}, got {p['head_variant']!r}")
+    if p["head_variant"] == "improved" and head != "fcos":
+        raise ValueError(f"head_variant 'improved' exists for fcos only, not {head}")
+    return p
+
+
 def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | None = None, seed: int = 0,
                 work_dir: str | Path = "work_dirs/run", dataset: str | None = "digits",
                 pretrained: str | Path | None = None):
@@ -198,22 +235,7 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
 
     from .mmdet_backbone import resolve
 
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    p = {**DEFAULT_PROFILE, **OPTIONAL_PROFILE, **head_profile(profile, head)}
-    unknown = set(p) - set(DEFAULT_PROFILE) - set(OPTIONAL_PROFILE)
-    if unknown:
-        raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join([*DEFAULT_PROFILE, *OPTIONAL_PROFILE])})")
-    if p["anchor_base_scale"] is not None:
-        if head != "retinanet":
-            raise ValueError(f"anchor_base_scale is a RetinaNet setting, not one of {head}")
-        if not 0.5 <= float(p["anchor_base_scale"]) <= 16:
-            raise ValueError(f"anchor_base_scale must be between 0.5 and 16, got {p['anchor_base_scale']!r}")
-    if p["head_variant"] not in HEAD_VARIANTS:
-        raise ValueError(f"head_variant must be one of {', '.join(HEAD_VARIANTS)}, got {p['head_variant']!r}")
-    if p["head_variant"] == "improved" and head != "fcos":
-        raise ValueError(f"head_variant 'improved' exists for fcos only, not {head}")
+    p = resolve_profile(profile, head)
     try:
         cfg = Config.fromfile(HEADS[head])
     except Exception:  # older mmengine without package-relative paths
@@ -257,7 +279,7 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
         m.bbox_head.update(in_channels=nc, feat_channels=nc, num_classes=k)
         if p["anchor_base_scale"] is not None:  # anchors for small images (RetinaNet; checked above)
             m.bbox_head.anchor_generator.update(octave_base_scale=float(p["anchor_base_scale"]))
-        if head in ("fcos", "gfl"):  # GroupNorm heads
+        if head in ("fcos", "gfl") or p["head_norm"] == "GN":  # GroupNorm heads
             m.bbox_head.norm_cfg = dict(type="GN", num_groups=_gn_groups(nc), requires_grad=True)
         if p["head_variant"] == "improved":  # mmdet's fcos ...-center-normbbox-centeronreg-giou config
             m.bbox_head.update(norm_on_bbox=True, centerness_on_reg=True, dcn_on_last_conv=False,

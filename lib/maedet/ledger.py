@@ -13,6 +13,11 @@ profile with every default filled in, the library versions that decide training 
 independent of the process, the machine and the working directory. A record that does not parse, lacks a
 field or whose digest does not match its settings or its file name is rejected: a message naming the file
 goes to stderr, the file is moved to ``ledger/runs/rejected/`` and the run is trained again.
+
+Calibration probes (runs at a setting that no comparison stage trains, ``maedet train --probe``) are recorded
+the same way in ``ledger/probes/`` (:data:`PROBES`): the comparison stages depend on ``ledger/runs`` only, so a
+new probe re-renders the calibration stage and nothing else. A probe whose setting is adopted is retrained (or
+moved) into ``ledger/runs`` when the comparison stages start using that setting.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(os.environ.get("MAEDET_LEDGER", "ledger/runs"))
+PROBES = Path(os.environ.get("MAEDET_PROBES", "ledger/probes"))
 PACKAGES = ("torch", "mmcv", "mmengine", "mmdet")
 FIELDS = ("digest", "settings", "kind", "head", "backbone", "seed", "dataset", "profile", "metrics",
           "epoch_losses", "val_history", "train_seconds", "wall_seconds", "versions", "cpu", "machine", "date",
@@ -197,10 +203,12 @@ def lookup(run, root: str | Path | None = None) -> dict | None:
         return None
 
 
-def records(root: str | Path | None = None) -> list[dict]:
-    """Every valid record in the ledger folder (bad ones reported on stderr and skipped), by date."""
+def records(root: str | Path | list | tuple | None = None) -> list[dict]:
+    """Every valid record in the ledger folder (or folders: a list; a missing one holds none), bad ones reported
+    on stderr and skipped, by date."""
+    roots = [Path(r) for r in root] if isinstance(root, (list, tuple)) else [Path(root or ROOT)]
     out = []
-    for p in sorted(Path(root or ROOT).glob("*.json")):
+    for p in sorted(q for r in roots for q in r.glob("*.json")):
         try:
             out.append(load(p))
         except LedgerError as e:
@@ -212,7 +220,8 @@ def records(root: str | Path | None = None) -> list[dict]:
 # reading the ledger
 # --------------------------------------------------------------------------------------------------
 def setting(rec: dict) -> str:
-    """A short description of what a detection record's profile changes: variant, lr, backbone lr, anchors."""
+    """A short description of what a detection record's profile changes: variant, lr, backbone lr, anchors,
+    head norm."""
     p = rec["profile"]
     parts = []
     if p.get("head_variant", "default") != "default":
@@ -222,6 +231,8 @@ def setting(rec: dict) -> str:
         parts.append(f"backbone lr x{p['backbone_lr_mult']:g}")
     if p.get("anchor_base_scale") is not None:
         parts.append(f"anchor base scale {p['anchor_base_scale']:g}")
+    if p.get("head_norm") is not None:
+        parts.append(f"{p['head_norm']} head")
     return ", ".join(parts)
 
 
