@@ -30,31 +30,41 @@ def test_run_all_skips_finished_runs(tmp_path):
     assert len(list(led.glob("*.json"))) == 1  # the cached run is now recorded in the ledger
 
 
-def test_seed_stats_and_verdict():
+def test_seed_stats_and_verdict_come_from_a_confidence_interval_not_the_seed_ranges():
     a, b = ex.seed_stats([3.0, 4.0, None]), ex.seed_stats([1.0, 2.0])
     assert a == {"mean": 3.5, "std": pytest.approx(math.sqrt(0.5)), "min": 3.0, "max": 4.0, "n": 2}
-    assert ex.verdict(a, b, "A", "B") == "A > B beyond the seed spread"
-    assert ex.verdict(b, a, "B", "A") == "A > B beyond the seed spread"
-    c = ex.seed_stats([1.5, 3.5])
-    assert "not resolved" in ex.verdict(a, c, "A", "C") and ex.verdict(a, c, "A", "C").startswith("A >=")
+    # the seed ranges do not overlap, but with two seeds per arm Welch's 95% interval (2 +- 3.04) holds 0
+    v = ex.verdict(a, b, "A", "B")
+    assert v.startswith("A >= B on the mean, not resolved") and "-1.04 to 5.04" in v
+    big, small = ex.seed_stats([10.0, 10.5, 11.0, 10.2]), ex.seed_stats([5.0, 5.4, 4.8, 5.1])
+    assert ex.verdict(big, small, "A", "B").startswith("A > B (Welch t, 95% CI")
+    assert ex.verdict(small, big, "B", "A").startswith("A > B (Welch t, 95% CI")
     assert ex.verdict(ex.seed_stats([]), a, "x", "y") == "no data"
     assert ex.seed_stats([2.0])["std"] == 0.0
     assert "one seed" in ex.verdict(ex.seed_stats([2.0]), ex.seed_stats([1.0]), "x", "y")
 
 
-def test_summary_and_compare():
-    df = pd.DataFrame([
-        {"label": "m", "head": "fcos", "seed": 0, "AP": 10.0},
-        {"label": "m", "head": "fcos", "seed": 1, "AP": 12.0},
-        {"label": "r", "head": "fcos", "seed": 0, "AP": 8.0},
-        {"label": "r", "head": "fcos", "seed": 1, "AP": 9.0},
-        {"label": "m", "head": "gfl", "seed": 0, "AP": 5.0},
-    ])
+def test_compare_pairs_by_seed_and_matches_scipy():
+    from scipy import stats as sps
+
+    m, r = [10.0, 12.0, 11.0, 10.5], [8.0, 9.9, 9.1, 8.4]
+    rows = [{"label": "m", "head": "fcos", "seed": k, "AP": v} for k, v in enumerate(m)]
+    rows += [{"label": "r", "head": "fcos", "seed": k, "AP": v} for k, v in enumerate(r)]
+    rows += [{"label": "m", "head": "gfl", "seed": 0, "AP": 5.0}]
+    df = pd.DataFrame(rows)
     s = ex.summary(df, metrics=("AP",))
     assert list(zip(s.label, s["head"])) == [("m", "fcos"), ("r", "fcos"), ("m", "gfl")]
-    assert s.AP.tolist() == [11.0, 8.5, 5.0] and s.seeds.tolist() == [2, 2, 1]
+    assert s.seeds.tolist() == [4, 4, 1]
     c = ex.compare(df, "m", "r", "AP", head="fcos")
-    assert c["difference"] == 2.5 and c["verdict"] == "m > r beyond the seed spread" and c["head"] == "fcos"
+    ci = sps.ttest_rel(m, r).confidence_interval(0.95)
+    assert c["rule"].startswith("paired") and c["lo"] == pytest.approx(ci.low) and c["hi"] == pytest.approx(ci.high)
+    assert c["difference"] == pytest.approx(2.025) and c["verdict"].startswith("m > r (paired t") and c["head"] == "fcos"
+    # different seeds in the two arms: Welch, as scipy's unequal-variance t test gives it
+    df2 = df[~((df.label == "r") & (df.seed == 3))]
+    c2 = ex.compare(df2, "m", "r", "AP", head="fcos")
+    ci2 = sps.ttest_ind(m, r[:3], equal_var=False).confidence_interval(0.95)
+    assert c2["rule"].startswith("Welch") and c2["lo"] == pytest.approx(ci2.low) and c2["hi"] == pytest.approx(ci2.high)
+    assert ex.compare(df, "m", "r", "AP", head="gfl")["verdict"] == "no data"
 
 
 def test_ensure_data_names_the_missing_dataset(tmp_path):
@@ -112,3 +122,15 @@ def test_collect_pools_runs_by_structure_across_stages(tmp_path):
     pd.testing.assert_frame_equal(again.set_index("digest"), df)
     with pytest.raises(FileNotFoundError, match="nor in the ledger"):
         ex.collect(["t1"], "fcos", artifacts=art, root=tmp_path / "empty", ledger_root=tmp_path / "no-ledger")
+
+
+def test_runs_missing_from_the_ledger_are_not_seeds():
+    import pandas as pd
+
+    st = ex.seed_stats([30.0, float("nan"), 32.0, None])
+    assert st["n"] == 2 and st["mean"] == 31.0
+    df = pd.DataFrame({"label": ["a"] * 3, "head": ["fcos"] * 3, "seed": [0, 1, 2], "AP": [30.0, 32.0, float("nan")]})
+    s = ex.summary(df, metrics=("AP",))
+    assert s.loc[0, "seeds"] == 2 and s.loc[0, "AP"] == 31.0
+    empty = ex.summary(df.assign(AP=float("nan")), metrics=("AP",))
+    assert empty.loc[0, "seeds"] == 0

@@ -193,25 +193,35 @@ def run_all(runs: list[Run], data_root: str | Path = "data", parallel: int = 2, 
 # --------------------------------------------------------------------------------------------------
 def seed_stats(values) -> dict:
     v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[~np.isnan(v)]  # a run not in the ledger yet is NaN in a frame: it is not a seed
     if len(v) == 0:
         return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
 
 
-def verdict(a: dict, b: dict, name_a: str, name_b: str) -> str:
-    """Whether the ordering of two seed groups holds beyond their spread (seed ranges do not overlap)."""
+def verdict(a: dict, b: dict, name_a: str, name_b: str, interval: dict | None = None) -> str:
+    """The ordering of two seed groups (:func:`seed_stats` dicts), judged by the 95% confidence interval of
+    their mean difference (``interval``: e.g. :func:`maedet.stats.paired_interval`; by default Welch's from the
+    arms' mean, sd and n): an ordering is stated only where the interval excludes 0, never from the seed
+    ranges."""
+    from . import stats
+
     if a["n"] == 0 or b["n"] == 0:
         return "no data"
     if a["n"] < 2 or b["n"] < 2:
         hi, lo = (name_a, name_b) if a["mean"] >= b["mean"] else (name_b, name_a)
-        return f"{hi} >= {lo} on one seed (no spread to test against)"
-    if a["min"] > b["max"]:
-        return f"{name_a} > {name_b} beyond the seed spread"
-    if b["min"] > a["max"]:
-        return f"{name_b} > {name_a} beyond the seed spread"
-    hi, lo = (name_a, name_b) if a["mean"] >= b["mean"] else (name_b, name_a)
-    return f"{hi} >= {lo} on the mean, within the seed spread (not resolved)"
+        return f"{hi} >= {lo} on one seed (not resolved: no spread to test against)"
+    iv = interval or stats.welch_interval(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
+    if iv["lo"] is None:
+        return "not resolved (one run)"
+    ci = f"{iv['rule']} {iv['lo']:.2f} to {iv['hi']:.2f}"
+    if iv["lo"] > 0:
+        return f"{name_a} > {name_b} ({ci})"
+    if iv["hi"] < 0:
+        return f"{name_b} > {name_a} ({ci})"
+    hi, lo = (name_a, name_b) if iv["diff"] >= 0 else (name_b, name_a)
+    return f"{hi} >= {lo} on the mean, not resolved ({ci} holds 0)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,14 +266,14 @@ def frame(runs: list[Run], results: list[dict | None]):
             row.update(top1=res.get("top1"), train_seconds=res.get("train_seconds"),
                        backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"))
         else:
-            for k in DETECT_METRICS + (MASK_METRICS if r.head == "mask_rcnn" else ()):
+            for k in DETECT_METRICS + (MASK_METRICS if r.head in ("mask_rcnn", "scnet") else ()):
                 row[k] = res.get(k, float("nan"))  # NaN where the run is not recorded yet (train=False)
             for k in MASK_METRICS:
                 if k in res and k not in row:
                     row[k] = res[k]
             row.update(backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"),
                        detector_macs=res.get("detector_macs"), images_per_second=res.get("images_per_second"),
-                       train_seconds=res.get("train_seconds"), epochs=res.get("epochs"))
+                       train_seconds=res.get("train_seconds"), epochs=res.get("epochs", r.profile.get("epochs")))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -318,7 +328,8 @@ def summary(df, by=("label", "head"), metrics=("AP", "AP_S", "AP_M", "AP_L")):
     for key, g in df.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
-        row["seeds"] = int(g["seed"].nunique())
+        done = g[g[metrics[0]].notna()] if metrics and metrics[0] in g else g
+        row["seeds"] = int(done["seed"].nunique())
         for m in metrics:
             if m not in g:
                 continue
@@ -330,16 +341,29 @@ def summary(df, by=("label", "head"), metrics=("AP", "AP_S", "AP_M", "AP_L")):
 
 
 def compare(df, label_a: str, label_b: str, metric: str = "AP", **where) -> dict:
-    """Seed statistics of ``metric`` for two labels (rows filtered by ``where``, e.g. head="fcos") and the
-    :func:`verdict` on their ordering."""
+    """Seed statistics of ``metric`` for two labels (rows filtered by ``where``, e.g. head="fcos"), the 95%
+    interval of their difference (paired by seed where both arms hold the same >= 2 seeds, else Welch's) and
+    the :func:`verdict` on their ordering."""
+    from . import stats
+
     sel = df
     for k, v in where.items():
         sel = sel[sel[k] == v]
-    a = seed_stats(sel[sel.label == label_a][metric].tolist())
-    b = seed_stats(sel[sel.label == label_b][metric].tolist())
+    ra, rb = sel[sel.label == label_a], sel[sel.label == label_b]
+    a, b = seed_stats(ra[metric].tolist()), seed_stats(rb[metric].tolist())
+    iv = None
+    if "seed" in sel and a["n"] >= 2 and b["n"] >= 2:
+        va, vb = ra.set_index("seed")[metric].dropna(), rb.set_index("seed")[metric].dropna()
+        if va.index.is_unique and vb.index.is_unique and set(va.index) == set(vb.index):
+            seeds = sorted(va.index)
+            iv = stats.paired_interval(va[seeds].tolist(), vb[seeds].tolist())
+    if iv is None and a["n"] >= 2 and b["n"] >= 2:
+        iv = stats.welch_interval(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
     return {"a": label_a, "b": label_b, "metric": metric, **{f"{k}_a": v for k, v in a.items()},
             **{f"{k}_b": v for k, v in b.items()}, "difference": round(a["mean"] - b["mean"], 6),
-            "verdict": verdict(a, b, label_a, label_b), **where}
+            "lo": None if iv is None else iv["lo"], "hi": None if iv is None else iv["hi"],
+            "rule": None if iv is None else iv["rule"],
+            "verdict": verdict(a, b, label_a, label_b, iv), **where}
 
 
 def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path = "artifacts", root: Path = None,
