@@ -282,12 +282,27 @@ def test_retinanet_group_norm_head(coco, tmp_path):
         det.make_config("resnet50", "retinanet", coco, profile=dict(TINY, head_norm="BN"), work_dir=tmp_path)
 
 
+def test_ssdlite_reads_c4_c5_and_lays_anchors_out_for_the_input_size(coco, tmp_path):
+    cfg = det.make_config("mobilenetv2-1.0", "ssdlite", coco, profile=dict(TINY, width_multiplier=1.0,
+                          neck_channels=256, img_scale=(320, 320)), work_dir=tmp_path)
+    # at full width and 320 px: the bundled SSDLite-MobileNetV2 (C4 96 and C5 1280 channels, its anchors)
+    assert cfg.model.backbone.out_indices == (3, 4)
+    assert tuple(cfg.model.neck.out_channels) == (96, 1280, 512, 256, 256, 128)
+    ag = cfg.model.bbox_head.anchor_generator
+    assert list(ag.strides) == [16, 32, 64, 107, 160, 320]
+    assert list(ag.min_sizes) == [48, 100, 150, 202, 253, 304]
+    small = det.make_config("mobilenetv2-1.0", "ssdlite", coco, profile=dict(TINY, img_scale=(160, 160)),
+                            work_dir=tmp_path)
+    ag = small.model.bbox_head.anchor_generator
+    assert list(ag.strides) == [16, 32, 53, 80, 160, 160] and list(ag.min_sizes) == [24, 50, 75, 101, 126, 152]
+
+
 # --------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("head", ["fcos", "retinanet", "gfl", "yolof", "mask_rcnn"])
+@pytest.mark.parametrize("head", ["fcos", "retinanet", "gfl", "yolof", "mask_rcnn", "scnet", "ssdlite"])
 def test_detector_trains_and_evaluates(head, coco, tmp_path):
-    bb = "resnet50" if head == "retinanet" else "maedet-m"
+    bb = {"retinanet": "resnet50", "ssdlite": "mobilenetv2-0.5"}.get(head, "maedet-m")
     cfg = det.make_config(bb, head, coco, profile=TINY, seed=0, work_dir=tmp_path / head)
     tc = cfg.model.test_cfg.get("rcnn", cfg.model.test_cfg)
     tc.score_thr = 0.0  # keep every detection of the barely trained model, so CocoMetric computes numbers
@@ -296,7 +311,7 @@ def test_detector_trains_and_evaluates(head, coco, tmp_path):
     assert r["iterations"] == 2 and r["epochs"] == 1
     for k in ("AP", "AP50", "AP75"):
         assert isinstance(r[k], float) and 0.0 <= r[k] <= 100.0
-    if head == "mask_rcnn":
+    if head in ("mask_rcnn", "scnet"):
         assert isinstance(r["mask_AP"], float)
     assert r["images_per_second"] > 0 and r["train_seconds"] > 0
     s = scale_width(zoo.get(bb), TINY["width_multiplier"])

@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--population", type=int, default=256, help="population size N (default 256)")
     r.add_argument("--iterations", type=int, default=96000, help="iterations T (default 96000)")
     r.add_argument("--mutation", default="coarse-to-fine", choices=["coarse", "coarse-to-fine", "fine"])
-    r.add_argument("--space", default="paper", help="mutation preset: paper | released (default paper)")
+    r.add_argument("--space", default="paper", help="mutation preset: paper | released | mbv2 (default paper)")
     r.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     r.add_argument("--log-every", type=int, default=1, help="trajectory line every N iterations (default 1)")
     r.add_argument("--checkpoint-every", type=int, default=2000, help="checkpoint every N iterations")
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(fn=cmd_config)
 
     t = sub.add_parser("train", help="train detection runs of a params.yaml profile into the run ledger")
-    t.add_argument("head", choices=["fcos", "retinanet", "gfl", "yolof", "mask_rcnn"])
+    t.add_argument("head", choices=["fcos", "retinanet", "gfl", "yolof", "mask_rcnn", "scnet", "ssdlite"])
     t.add_argument("backbones", nargs="+", metavar="BACKBONE", help="zoo names or structure files")
     t.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default 0)")
     t.add_argument("--profile", default="default", help="training profile of params.yaml (default: default)")

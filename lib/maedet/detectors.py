@@ -8,7 +8,9 @@ What is swapped in the bundled config (everything else keeps mmdet's defaults, a
 
 * backbone -> ``MAEDetBackbone`` (from scratch: BN trained, no frozen stage, ``norm_eval=False``);
   FPN detectors (FCOS, RetinaNet, GFL) read C3-C5 (``out_indices=(2, 3, 4)``, FPN ``start_level=0``, P6-P7
-  added by the FPN exactly as in the bundled configs); Mask R-CNN reads C2-C5; YOLOF reads C5 only.
+  added by the FPN exactly as in the bundled configs); Mask R-CNN and SCNet read C2-C5; YOLOF reads C5 only.
+  SCNet (Table 5's transfer row; the ``paper`` profile) is mmdet's bundled SCNet without its semantic branch,
+  which needs COCO-stuff segmentation maps;
 * data preprocessing -> torchvision-style RGB mean/std (the caffe-style FCOS/YOLOF configs assume caffe
   pretrained weights);
 * neck / head widths -> ``neck_channels`` (YOLOF's encoder, 512 wide at 256 elsewhere, gets twice that;
@@ -74,9 +76,14 @@ HEADS = {
     "gfl": "mmdet::gfl/gfl_r50_fpn_1x_coco.py",
     "yolof": "mmdet::yolof/yolof_r50-c5_8xb8-1x_coco.py",
     "mask_rcnn": "mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py",
+    "scnet": "mmdet::scnet/scnet_r50_fpn_1x_coco.py",
+    "ssdlite": "mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py",
 }
+MASK_HEADS = ("mask_rcnn", "scnet")
 # stages each detector reads (0-based: 0 = C1 ... 4 = C5)
-OUT_INDICES = {"fcos": (2, 3, 4), "retinanet": (2, 3, 4), "gfl": (2, 3, 4), "yolof": (4,), "mask_rcnn": (1, 2, 3, 4)}
+OUT_INDICES = {"fcos": (2, 3, 4), "retinanet": (2, 3, 4), "gfl": (2, 3, 4), "yolof": (4,), "mask_rcnn": (1, 2, 3, 4),
+               "scnet": (1, 2, 3, 4), "ssdlite": (3, 4)}
+SSDLITE_SIZE = 320  # the input size SSDLite's bundled anchors are laid out for
 
 DEFAULT_PROFILE = dict(
     img_scale=(192, 192), multiscale=(0.8, 1.0), flip=0.0, batch_size=8, val_batch_size=8, epochs=12,
@@ -273,6 +280,44 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
         m.roi_head.mask_head.update(in_channels=nc, conv_out_channels=nc, num_classes=k)
         if p["rcnn_rois"]:  # RoIs sampled per image for the box/mask heads' losses (mmdet: 512)
             m.train_cfg.rcnn.sampler.num = int(p["rcnn_rois"])
+    elif head == "scnet":
+        # mmdet's SCNet (cascade of 3 box stages, mask head, global-context and feature-relay heads) at our
+        # widths. Its semantic branch needs COCO-stuff segmentation maps, which neither the digits set nor a
+        # plain COCO download has: it is left out (SCNet's paper ablates it; the rest of the detector is kept)
+        m.data_preprocessor.pop("pad_seg", None)
+        m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
+        m.rpn_head.update(in_channels=nc, feat_channels=nc)
+        r = m.roi_head
+        r.bbox_roi_extractor.update(out_channels=nc)
+        for bh in r.bbox_head:
+            bh.update(in_channels=nc, fc_out_channels=4 * nc, num_classes=k)
+        r.mask_roi_extractor.update(out_channels=nc)
+        r.mask_head.update(in_channels=nc, conv_out_channels=nc, num_classes=k)
+        r.glbctx_head.update(in_channels=nc, conv_out_channels=nc, num_classes=k)
+        r.feat_relay_head.update(in_channels=4 * nc, out_conv_channels=nc)
+        r.semantic_roi_extractor = None
+        r.semantic_head = None
+        if p["rcnn_rois"]:
+            for stage in m.train_cfg.rcnn:
+                stage.sampler.num = int(p["rcnn_rois"])
+    elif head == "ssdlite":
+        # mmdet's SSDLite (Table 6): C4 and C5 (MobileNetV2's out_indices (4, 7): 96 and 1280 channels), four
+        # depthwise extra levels of 2nc, nc, nc, nc/2 channels (512/256/256/128 at the paper profile's 256),
+        # and its anchors laid out for the profile's input size instead of 320 (sizes x size/320, strides =
+        # size / feature-map size, as the bundled strides are at 320)
+        w0 = int(p["img_scale"][0])
+        extra = (2 * nc, nc, nc, max(8, nc // 2))
+        m.neck.update(in_channels=tuple(in_ch), out_channels=tuple(in_ch) + extra)
+        m.bbox_head.update(in_channels=tuple(in_ch) + extra, num_classes=k)
+        f, fmaps = -(-w0 // 16), []
+        for _ in range(6):
+            fmaps.append(f)
+            f = -(-f // 2)
+        sc = w0 / SSDLITE_SIZE
+        ag = m.bbox_head.anchor_generator
+        ag.update(strides=[round(w0 / fm) for fm in fmaps],
+                  min_sizes=[round(v * sc) for v in ag.min_sizes], max_sizes=[round(v * sc) for v in ag.max_sizes])
+        m.data_preprocessor.update(pad_size_divisor=1)
     else:
         # the bundled configs feed C2-C5 with start_level=1; we feed C3-C5 with start_level=0: same FPN
         m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
@@ -290,7 +335,7 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
     # ---- data
     w, h = (int(v) for v in p["img_scale"])
     lo, hi = (float(v) for v in p["multiscale"])
-    with_mask = head == "mask_rcnn"
+    with_mask = head in MASK_HEADS
     train_pipeline = [
         dict(type="LoadImageFromFile"),
         dict(type="LoadAnnotations", with_bbox=True, with_mask=with_mask),
@@ -465,6 +510,41 @@ def inference_speed(model, dataset, n_images: int = 20, warmup: int = 3) -> floa
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     return round(1.0 / statistics.median(times), 2)
+
+
+def latency(backbone, head: str, data_root: str | Path, profile: dict | None = None, n: int = 20,
+            warmup: int = 3, threads: int = 1) -> dict:
+    """CPU latency of the whole detector at batch 1, FP32, ``threads`` threads (Table 6's phone column
+    measured here instead): ``head``'s detector built at ``profile`` (e.g. full width, the paper's input
+    size), random weights, one zero image through preprocessing, backbone, neck, head and post-processing
+    (NMS); the median of ``n`` timed passes after ``warmup``. Returns ms per image and images per second."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+
+    if not 1 <= int(n) <= 10000 or int(warmup) < 0:
+        raise ValueError(f"latency needs 1 <= n <= 10000 and warmup >= 0, got n={n}, warmup={warmup}")
+    _ensure_registered()
+    cfg = make_config(backbone, head, data_root, profile=profile, work_dir="work_dirs/latency")
+    h, w = (int(v) for v in reversed(cfg.maedet["profile"]["img_scale"]))
+    prev = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        model = MODELS.build(cfg.model).eval()
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+        data = {"inputs": [torch.zeros(3, h, w, dtype=torch.uint8)], "data_samples": [sample]}
+        times = []
+        with torch.no_grad():
+            for i in range(int(n) + int(warmup)):
+                t0 = time.perf_counter()
+                model.test_step(data)
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(prev)
+    ms = 1000.0 * statistics.median(times)
+    return {"ms": round(ms, 1), "fps": round(1000.0 / ms, 1), "threads": int(threads), "n": int(n),
+            "resolution": f"{w}x{h}"}
 
 
 def detector_macs(model, hw) -> int | None:

@@ -44,6 +44,19 @@ for _t in (np.float16, np.float32, np.float64, np.longdouble):
     np.finfo(_t)
 torch.set_flush_denormal(True)
 
+
+def _patch_ssd_head():
+    """mmdet 3.3's SSDHead builds no ``loss_cls`` module (its loss is written inline), but the shared
+    ``BaseDenseHead._predict_by_feat_single`` reads ``self.loss_cls``: every SSD/SSDLite prediction (val, test,
+    inference) fails with AttributeError. A class-level ``None`` gives that lookup its default."""
+    from mmdet.models.dense_heads import SSDHead
+
+    if "loss_cls" not in vars(SSDHead):
+        SSDHead.loss_cls = None
+
+
+_patch_ssd_head()
+
 __all__ = ["MAEDetBackbone", "scale_width", "resolve", "neck_in_channels", "backbone_state_dict",
            "save_pretrained"]
 

@@ -3,7 +3,8 @@
 Coarse mutation alters a block's type, kernel, width (output channels), bottleneck width or depth; fine
 mutation only its kernel and widths. Strides and the number of super-blocks stay those of the initial
 structure (Table 15). Two presets encode the rules of the paper text and of the authors' released code
-(facts file, section 4; docs/search.md); a custom :class:`MutationSpace` can be passed instead.
+(facts file, section 4; docs/search.md), a third the MobileNetV2 space of Appendix B; a custom
+:class:`MutationSpace` can be passed instead.
 
 The ``released`` preset follows the released code's ``get_new_random_structure_info`` and
 ``space_K1KXK1.mutate_function``: two mutations per child, each redrawing its block (up to once per mutable
@@ -12,6 +13,27 @@ block) until the layer budget holds; widths clamped (to <= 2048, <= 4 x in, >= n
 it changes (up to twice); a depth step in {-2, -1, +1, +2} bottlenecks redrawn up to four times and capped
 (block 1 <= 3, the others <= budget_layers // 3 // (blocks - 2)). The one rule it still enforces by rejection is
 bottleneck <= out (the released code accepts a child whose out shrank below its bottleneck).
+
+The ``mbv2`` preset is the MobileNetV2 space of Appendix B (Table 6). The paper states only "the inverted
+bottleneck block with expansion ratio of 1/3/6 ... other searching settings are the same as the Resnet-like
+searching". Taken from the ``paper`` preset, as stated there: widths x {1/1.5, 1/1.25, 1, 1.25, 1.5, 2}
+(multiples of 8, no caps), depth +-1 or 2, one block per child, coarse-to-fine (fine: kernel and widths, the
+bottleneck, i.e. the expansion ratio, counted as a width), blocks deeper than 10 divided in two. An mbv2
+block's bottleneck is a ratio in {1, 3, 6} times its input width (rounded to a multiple of 8): its bottleneck
+mutation draws a ratio, and when the width of the block before it changes, its bottleneck follows with the
+same ratio. What the paper leaves open, and the choice made:
+
+- kernels: not stated for MB blocks ({3, 5} is the ResNet-like set); {3, 5, 7}, the depthwise kernels of
+  mobile search spaces (a depthwise 7x7 costs little);
+- depth: the ResNet-like "+-1 or 2" and "deeper than 10" count the paper's "# layers", pairs of bottlenecks
+  (Appendix H: a ResBlock "is stacked by two Blocks"); there is no MB table, and MobileNetV2's rows hold
+  1-4 units, so here both count inverted bottlenecks: depth +-1 or 2 units (>= 1), split above 10 units;
+- the ratio's base: a super-block has one bottleneck width, ratio x the block's input width (the ratio of
+  its first unit; its repeated units, whose input is ``out``, expand by ratio x in / out);
+- the start: not given; ``mbv2-init`` of :mod:`maedet.zoo` (MobileNetV2-0.5's stem, strides and widths,
+  one unit per row);
+- SE: Table 6's MB-M-SE is "inserting SE modules to MAE-DET-MB-M", the searched MB-M (SE is removed while
+  scoring anyway, ZenDet Appendix E), so the space has no SE option; :func:`maedet.zoo.with_se` inserts it.
 """
 from __future__ import annotations
 
@@ -61,6 +83,11 @@ class MutationSpace:
     first_block_max_depth: int | None = None   # a mutated depth of block 1 (after the stem) is capped here
     depth_cap_from_layers: bool = False    # other depths capped to budget_layers // 3 // (blocks - 2)
     start_copies: bool = False             # the search's population starts as N copies of the start
+    # --- inverted bottlenecks (``mbv2``; None leaves every other block type and preset untouched) ---
+    # an mbv2 block's bottleneck is one of these ratios x its input width (rounded to ``channel_multiple``):
+    # its bottleneck mutation draws a ratio, a new input width rescales it with the same ratio, and a child
+    # whose mbv2 block holds another bottleneck breaks the rules
+    expansion_ratios: tuple | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +109,12 @@ PRESETS: dict[str, MutationSpace] = {
         clamp_out_over_in=4.0, clamp_out_over_next=4.0, clamp_btn_to_out=True, clamp_btn_over_out=10.0,
         first_block_max_depth=3, depth_cap_from_layers=True, start_copies=True,
     ),
+    # Appendix B (MAE-DET-MB, Table 6): the ``paper`` rules on inverted bottlenecks with expansion ratios
+    # 1/3/6, kernels 3/5/7, depth steps and the split rule counted in units (module docstring).
+    "mbv2": MutationSpace(
+        name="mbv2", kernels=(3, 5, 7), depth_unit=1, min_depth=1, split_depth_over=10, block_types=("mbv2",),
+        expansion_ratios=(1, 3, 6),
+    ),
 }
 
 BLOCK_DRAWS = ("distinct", "retry")
@@ -98,6 +131,28 @@ def get_space(space: str | MutationSpace) -> MutationSpace:
 def round_channels(c: float, space: MutationSpace) -> int:
     m = space.channel_multiple
     return max(space.min_channels, int(round(c / m)) * m)
+
+
+def expansion_ratio(block: Block, space: MutationSpace):
+    """The ratio of ``space.expansion_ratios`` that gives this mbv2 block's bottleneck from its input width,
+    or None (another block type, a space without ratios, or a bottleneck off the set)."""
+    if block.type != "mbv2" or not space.expansion_ratios:
+        return None
+    for r in space.expansion_ratios:
+        if round_channels(r * block.in_channels, space) == block.bottleneck:
+            return r
+    return None
+
+
+def _follow_input(structure: Structure, old: Structure, i: int, space: MutationSpace) -> Structure:
+    """Block ``i`` got a new input width: an mbv2 block keeps its expansion ratio (no-op without ratios)."""
+    if i >= len(structure.blocks):
+        return structure
+    r = expansion_ratio(old.blocks[i], space)
+    b = structure.blocks[i]
+    if r is None or b.in_channels == old.blocks[i].in_channels:
+        return structure
+    return structure.with_block(i, bottleneck=round_channels(r * b.in_channels, space))
 
 
 def mutable_blocks(structure: Structure) -> list[int]:
@@ -162,6 +217,10 @@ def mutate_block(structure: Structure, i: int, fine: bool, space: MutationSpace,
         child = structure.with_block(i, kernel=k)
     elif f == "width":
         child = structure.with_block(i, out_channels=_new_width(structure, i, space, rng))
+        child = _follow_input(child, structure, i + 1, space)
+    elif f == "bottleneck" and expansion_ratio(b, space) is not None:
+        r = space.expansion_ratios[rng.integers(len(space.expansion_ratios))]
+        child = structure.with_block(i, bottleneck=round_channels(r * b.in_channels, space))
     elif f == "bottleneck":
         btn = round_channels(b.bottleneck * float(rng.choice(space.width_scales)), space)
         if space.clamp_channels is not None:
@@ -207,6 +266,9 @@ def check_rules(structure: Structure, space: MutationSpace) -> str | None:
         if space.min_out_over_next is not None and i + 1 < len(blocks) and \
                 b.out_channels * space.min_out_over_next < blocks[i + 1].out_channels:
             return f"block {i}: out {b.out_channels} < next out {blocks[i + 1].out_channels} / {space.min_out_over_next}"
+        if space.expansion_ratios and b.type == "mbv2" and expansion_ratio(b, space) is None:
+            return (f"block {i}: bottleneck {b.bottleneck} is not one of the ratios {space.expansion_ratios} "
+                    f"x in {b.in_channels}")
         if b.bottleneck is not None:
             if space.btn_at_most_out and b.bottleneck > b.out_channels:
                 return f"block {i}: bottleneck {b.bottleneck} > out {b.out_channels}"
@@ -215,16 +277,23 @@ def check_rules(structure: Structure, space: MutationSpace) -> str | None:
     return None
 
 
-def split_deep_blocks(structure: Structure, limit: int | None) -> Structure:
-    """Divide every super-block deeper than ``limit`` units into two equal halves (paper, Appendix A)."""
+def split_deep_blocks(structure: Structure, limit: int | None, space: MutationSpace | None = None) -> Structure:
+    """Divide every super-block deeper than ``limit`` units into two equal halves (paper, Appendix A).
+
+    With a ``space`` of expansion ratios, the second half of an mbv2 block expands its input (``out``) by the
+    first half's ratio."""
     if limit is None or all(b.depth <= limit for b in structure.blocks):
         return structure
     blocks = []
     for b in structure.blocks:
         if b.depth > limit and BLOCK_TYPES[b.type].has_bottleneck:
             first = b.depth - b.depth // 2
+            second = replace(b, in_channels=b.out_channels, stride=1, depth=b.depth - first)
+            r = expansion_ratio(b, space) if space is not None else None
+            if r is not None:
+                second = replace(second, bottleneck=round_channels(r * b.out_channels, space))
             blocks.append(replace(b, depth=first))
-            blocks.append(replace(b, in_channels=b.out_channels, stride=1, depth=b.depth - first))
+            blocks.append(second)
         else:
             blocks.append(b)
     return replace(structure, blocks=tuple(blocks))
@@ -257,7 +326,7 @@ def mutate(structure: Structure, space: str | MutationSpace = "paper", fine: boo
             child = mutate_block(child, idx[j], fine, space, rng, budget_layers)
     else:
         raise ValueError(f"unknown block_draw {space.block_draw!r}; one of {', '.join(BLOCK_DRAWS)}")
-    child = split_deep_blocks(child, space.split_depth_over)
+    child = split_deep_blocks(child, space.split_depth_over, space)
     try:
         validate(child)
     except StructureError:

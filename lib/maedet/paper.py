@@ -92,6 +92,22 @@ TABLE5_MASK = [
     ("resnet50", 375e9, 43.2, 39.2),
     ("maedet-m", 379e9, 44.5, 40.3),
 ]
+TABLE5_SCNET = [
+    # backbone, flops (full detector), AP, AP_mask (SCNet, COCO, 6x from scratch, 1333x800)
+    ("resnet50", 671e9, 46.3, 41.6),
+    ("maedet-m", 675e9, 47.1, 42.3),
+]
+
+# Table 6 (Appendix B): SSDLite on COCO, from scratch, 600 epochs at 320x320; backbone FLOPs and params at 320,
+# AP, AP_S, AP_M, AP_L and FPS on a Pixel 2 (CPU, FP32, batch 1, full model).
+TABLE6 = [
+    # name, zoo/search name, flops, params, AP, AP_S, AP_M, AP_L, FPS
+    ("MobileNetV2-0.5", "mobilenetv2-0.5", 217e6, 0.7e6, 14.7, 0.8, 11.0, 31.2, 13.5),
+    ("MobileNetV2-1.0", "mobilenetv2-1.0", 651e6, 2.2e6, 21.1, 1.7, 20.5, 39.9, 6.6),
+    ("MAE-DET-MB-S", "maedet-mb-s", 201e6, 0.6e6, 15.9, 0.8, 12.2, 31.8, 13.8),
+    ("MAE-DET-MB-M", "maedet-mb-m", 645e6, 2.0e6, 22.2, 2.1, 21.5, 42.3, 6.3),
+    ("MAE-DET-MB-M-SE", "maedet-mb-m-se", 647e6, 2.3e6, 22.6, 2.3, 22.0, 42.5, 5.6),
+]
 
 # Table 2: search cost (GPU days) of detection NAS methods.
 SEARCH_COST_GPU_DAYS = {"DetNAS": 68, "SP-NAS": 26, "MAE-DET": 0.6}

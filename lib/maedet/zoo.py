@@ -1,5 +1,5 @@
-"""Named structures from the paper (Appendix H), the ResNet references and the MobileNetV2 references of
-Table 6 (Appendix B), in one registry.
+"""Named structures from the paper (Appendix H), the ResNet references, the MobileNetV2 references of
+Table 6 (Appendix B) and the starts of the searches (Table 15, ``mbv2-init``), in one registry.
 
 Rows are transcribed from the paper's tables in its own notation ("# layers" counts pairs of bottleneck
 blocks for a ResBlock) and converted by :func:`maedet.structure.structure_from_rows`. The paper's own
@@ -7,6 +7,7 @@ FLOPs/params for each entry are in :mod:`maedet.paper`.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from .structure import Block, Structure, structure_from_rows, validate
@@ -177,3 +178,30 @@ def mobilenetv2_050() -> Structure:
 @register("mobilenetv2-1.0")
 def mobilenetv2_100() -> Structure:
     return _mobilenet_v2("mobilenetv2-1.0", 1.0)
+
+
+@register("mbv2-init")
+def mbv2_init() -> Structure:
+    """The start of an ``mbv2`` search (Appendix B gives none), built as Table 15 is for the ResNet-like space:
+    the target network's stem, strides and widths with one unit per super-block. Here MobileNetV2-0.5 (the
+    smaller of Table 6's references): the 16-wide stem, then its seven rows as one inverted bottleneck each
+    (kernel 3, expansion ratio 1 for the first row and 6 for the others, a ratio of the block's input as the
+    ``mbv2`` mutation space keeps it), without the 1x1 conv to 1280 (a classifier's feature conv; the searched
+    backbones end with their last block). Stages C1-C5 at strides 2-32, 21 layers, 92.0M MACs at 320x320
+    (``paper`` convention, i.e. mmcv's), 42% of MobileNetV2-0.5's 217M, as Table 15's start (2.30G at 224x224)
+    is about half of the 4.4G budget it was searched under."""
+    stem = 16
+    blocks, cin = [Block("conv", 3, 3, stem, 2)], stem
+    for t, c, _, s in MOBILENET_V2_SETTINGS:
+        c = make_divisible(c * 0.5)
+        blocks.append(Block("mbv2", 3, cin, c, s, cin * t, 1))
+        cin = c
+    return validate(Structure(tuple(blocks), name="mbv2-init",
+                              source="initial structure of the mbv2 search (MobileNetV2-0.5, one unit per row)"))
+
+
+def with_se(structure: Structure) -> Structure:
+    """The structure with squeeze-and-excitation in every inverted bottleneck: Table 6's MAE-DET-MB-M-SE is
+    "inserting SE modules to MAE-DET-MB-M" (the scores are unchanged, SE being removed while scoring)."""
+    blocks = tuple(replace(b, se=True) if b.type == "mbv2" else b for b in structure.blocks)
+    return validate(replace(structure, blocks=blocks, name=structure.name + "-se" if structure.name else ""))
