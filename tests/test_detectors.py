@@ -318,6 +318,15 @@ def test_detector_trains_and_evaluates(head, coco, tmp_path):
     assert r["backbone_macs"] == count(s, (96, 96)).macs
     assert r["detector_macs"] is None or r["detector_macs"] > 0
     assert r["detector_params"] > r["backbone_params"]
+    # the kept detections of the first val images (what a report draws without the checkpoint)
+    preds = r["val_predictions"]
+    assert [p["file_name"] for p in preds] == ["0000.png", "0001.png", "0002.png"]
+    for p in preds:
+        assert len(p["boxes"]) <= det.PREDICTION_MAX_BOXES
+        for x1, y1, x2, y2, score, label in p["boxes"]:
+            assert x1 <= x2 and y1 <= y2 and det.PREDICTION_SCORE_THR <= score <= 1 and 0 <= label < len(CLASSES)
+        scores = [b[4] for b in p["boxes"]]
+        assert scores == sorted(scores, reverse=True)
     saved = json.loads((tmp_path / head / "results.json").read_text())
     assert saved["AP"] == r["AP"] and saved["head"] == head
     assert det.train(cfg) == saved  # a finished run is not repeated

@@ -512,6 +512,36 @@ def inference_speed(model, dataset, n_images: int = 20, warmup: int = 3) -> floa
     return round(1.0 / statistics.median(times), 2)
 
 
+PREDICTION_IMAGES = 4      # val images whose detections every run keeps (drawn by maedet.visualize)
+PREDICTION_SCORE_THR = 0.05
+PREDICTION_MAX_BOXES = 100
+
+
+def val_predictions(model, dataset, n_images: int = PREDICTION_IMAGES, score_thr: float = PREDICTION_SCORE_THR,
+                    max_boxes: int = PREDICTION_MAX_BOXES) -> list[dict]:
+    """The detections of the first ``n_images`` val images, small enough to keep in a ledger record: per
+    image its file name and ``boxes`` ``[x1, y1, x2, y2, score, label]`` in the original image's pixels
+    (mmdet rescales them back), at most ``max_boxes`` with score >= ``score_thr``, rounded to 0.1 px and
+    0.001 score. Lets a report draw what a run detects without its checkpoint."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(min(int(n_images), len(dataset))):
+            item = dataset[i]
+            pred = model.test_step(pseudo_collate([item]))[0]
+            inst = pred.pred_instances
+            keep = inst.scores >= score_thr
+            boxes, scores, labels = inst.bboxes[keep], inst.scores[keep], inst.labels[keep]
+            order = torch.argsort(scores, descending=True)[:max_boxes]
+            rows = [[round(float(v), 1) for v in boxes[j]] + [round(float(scores[j]), 3), int(labels[j])]
+                    for j in order.tolist()]
+            out.append({"file_name": Path(pred.metainfo.get("img_path", "")).name, "boxes": rows})
+    return out
+
+
 def latency(backbone, head: str, data_root: str | Path, profile: dict | None = None, n: int = 20,
             warmup: int = 3, threads: int = 1) -> dict:
     """CPU latency of the whole detector at batch 1, FP32, ``threads`` threads (Table 6's phone column
@@ -655,6 +685,7 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
         images_per_second=inference_speed(model, runner.val_dataloader.dataset, int(p["speed_images"]))
         if speed else None,
         threads=torch.get_num_threads(),
+        val_predictions=val_predictions(model, runner.val_dataloader.dataset),
     )
     _write_json(res_path, out)
     return out
