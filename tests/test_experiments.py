@@ -134,3 +134,20 @@ def test_runs_missing_from_the_ledger_are_not_seeds():
     assert s.loc[0, "seeds"] == 2 and s.loc[0, "AP"] == 31.0
     empty = ex.summary(df.assign(AP=float("nan")), metrics=("AP",))
     assert empty.loc[0, "seeds"] == 0
+
+
+def test_dataset_adaptations_apply_to_their_dataset_only():
+    from maedet import ledger
+
+    base = {"img_scale": [160, 160], "epochs": 36, "lr": 0.02, "heads": {"fcos": {"lr": 0.01}}}
+    adapted = dict(base, datasets={"treecrowns": {"img_scale": [320, 320], "epochs": 96, "lr": 0.005}})
+    digits, digits2 = (ex.detect_run("r", "resnet50", "fcos", 0, p) for p in (base, adapted))
+    assert digits.profile == digits2.profile == {"img_scale": [160, 160], "epochs": 36, "lr": 0.01}
+    assert ledger.digest(digits) == ledger.digest(digits2)  # the table leaves the digits runs' digests alone
+    trees = ex.detect_run("r", "resnet50", "fcos", 0, adapted, dataset="treecrowns")
+    assert trees.profile == {"img_scale": [320, 320], "epochs": 96, "lr": 0.005}  # the dataset's entry wins
+    with pytest.raises(ValueError, match="datasets"):
+        ex.detect_run("r", "resnet50", "fcos", 0, dict(base, datasets=[1]), dataset="treecrowns")
+    with pytest.raises(ValueError, match="heads"):
+        ex.detect_run("r", "resnet50", "fcos", 0, dict(base, datasets={"treecrowns": {"heads": {}}}),
+                      dataset="treecrowns")

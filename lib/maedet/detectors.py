@@ -105,6 +105,7 @@ def head_profile(profile: dict | None, head: str) -> dict:
     ``profile["heads"][head]`` (params.yaml keeps per-head adaptations there, e.g. FCOS's improved variant).
     Runs store this resolved dict, so a change to one head's entry leaves the other heads' runs untouched."""
     p = dict(profile or {})
+    p.pop("datasets", None)  # per-dataset adaptations: applied by dataset_profile (experiments.detect_run)
     per_head = p.pop("heads", None) or {}
     if not isinstance(per_head, dict):
         raise ValueError(f"profile field 'heads' must map head names to profile fields, got {per_head!r}")
@@ -113,6 +114,22 @@ def head_profile(profile: dict | None, head: str) -> dict:
         raise ValueError(f"profile 'heads' names unknown head(s): {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(HEADS)})")
     p.update(per_head.get(head) or {})
+    return p
+
+
+def dataset_profile(profile: dict | None, dataset: str) -> dict:
+    """``profile`` adapted to a detection dataset: ``profile["datasets"][dataset]`` (params.yaml keeps what a
+    practitioner changes for another data set there, e.g. the tree-crown tiles' input size and schedule)
+    updates it, and the ``datasets`` table is dropped. A dataset without an entry trains the profile as it is,
+    so the digits runs' profiles (and their ledger digests) do not depend on the table."""
+    p = dict(profile or {})
+    per = p.pop("datasets", None) or {}
+    if not isinstance(per, dict) or not all(isinstance(v, dict) or v is None for v in per.values()):
+        raise ValueError(f"profile field 'datasets' must map dataset names to profile fields, got {per!r}")
+    heads_entry = (per.get(dataset) or {}).get("heads")
+    if heads_entry is not None:
+        raise ValueError("a 'datasets' entry cannot hold a 'heads' table (put per-head fields under 'heads')")
+    p.update(per.get(dataset) or {})
     return p
 
 

@@ -75,12 +75,14 @@ class Run:
 
 
 def detect_run(label, backbone, head, seed, profile, dataset="digits", pretrained: "Run | None" = None) -> Run:
-    """A detection run; ``profile``'s per-head table (``heads``) is resolved for ``head`` here
-    (:func:`maedet.detectors.head_profile`)."""
-    from .detectors import head_profile
+    """A detection run; ``profile``'s per-head table (``heads``) is resolved for ``head`` and its per-dataset
+    table (``datasets``) for ``dataset`` here (:func:`maedet.detectors.head_profile`,
+    :func:`maedet.detectors.dataset_profile`; the dataset's entry wins)."""
+    from .detectors import dataset_profile, head_profile
 
     return Run(label, structure_dict(backbone), head, int(seed), dataset, "detect",
-               pretrained.id if pretrained is not None else None, head_profile(profile, head))
+               pretrained.id if pretrained is not None else None,
+               dataset_profile({**head_profile(profile, head), "datasets": (profile or {}).get("datasets")}, dataset))
 
 
 def classify_run(label, backbone, seed, profile) -> Run:
