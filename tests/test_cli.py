@@ -112,3 +112,27 @@ def test_ledger_records_reads_several_folders(tmp_path):
     both = ledger.records([tmp_path / "runs", tmp_path / "probes", tmp_path / "absent"])
     assert sorted(r["head"] for r in both) == ["fcos", "retinanet"]
     assert [r["head"] for r in ledger.records(tmp_path / "runs")] == ["fcos"]
+
+
+def test_train_on_another_dataset_trains_the_runs_of_the_stage_that_transfers_to_it(tmp_path, capsys, monkeypatch):
+    """`maedet train --dataset treecrowns` applies table5's transfer adaptations, so its records are the ones
+    the table5 stage reads (same ledger digest); a probe's --set fields win over them."""
+    import yaml
+
+    from maedet import experiments as ex
+    from maedet import ledger
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(ledger, "ROOT", tmp_path / "runs")
+    params = yaml.safe_load(open(ROOT / "params.yaml"))
+    det, tr = params["training"]["default"]["detector"], params["table5"]["default"]["transfer"]
+    want = ex.detect_run("resnet50", "resnet50", "fcos", 3, dict(det, datasets={tr["dataset"]: tr["detector"]}),
+                         dataset=tr["dataset"])
+    assert want.profile["img_scale"] == tr["detector"]["img_scale"] and want.profile["lr"] == det["heads"]["fcos"]["lr"]
+    rc, out, _ = run(capsys, "train", "fcos", "resnet50", "--dataset", tr["dataset"], "--seeds", "3", "--dry-run")
+    assert rc == 0 and want.id in out
+    monkeypatch.setattr(ledger, "PROBES", tmp_path / "probes")
+    rc, out, _ = run(capsys, "train", "fcos", "resnet50", "--dataset", tr["dataset"], "--seeds", "3", "--probe",
+                     "--set", "epochs=7", "--dry-run")
+    probe = ex.detect_run("resnet50", "resnet50", "fcos", 3, dict(want.profile, epochs=7), dataset=tr["dataset"])
+    assert rc == 0 and probe.id in out

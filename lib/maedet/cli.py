@@ -160,13 +160,17 @@ def cmd_train(args):
     if len(args.seeds) > 1000 or any(s < 0 or s > 10**6 for s in args.seeds):
         raise ValueError("seeds must be 0..1000000, at most 1000 of them")
     det = dict(tp["detector"])
+    adapt = ex.dataset_adaptation(params, args.profile, args.dataset)
+    if adapt:  # what the stage that transfers to this dataset trains with (e.g. table5's tree-crown rows)
+        det["datasets"] = {**(det.get("datasets") or {}), args.dataset: adapt}
     if args.set and not args.probe:
         raise ValueError("--set changes the profile, so the runs match no stage's: add --probe to record them "
                          "as calibration probes (ledger/probes)")
     if args.set:  # applied to the head's resolved profile; make_config rejects unknown fields and bad values
-        from .detectors import head_profile
+        from .detectors import dataset_profile, head_profile
 
-        det = {**head_profile(det, args.head), **_assignments(args.set)}
+        det = {**dataset_profile({**head_profile(det, args.head), "datasets": det.get("datasets")}, args.dataset),
+               **_assignments(args.set)}
     if args.epochs is not None:
         if not 1 <= args.epochs <= 1000:
             raise ValueError(f"--epochs must be 1..1000, got {args.epochs}")

@@ -85,6 +85,23 @@ def detect_run(label, backbone, head, seed, profile, dataset="digits", pretraine
                dataset_profile({**head_profile(profile, head), "datasets": (profile or {}).get("datasets")}, dataset))
 
 
+def dataset_adaptation(params: dict, profile: str, dataset: str) -> dict:
+    """The detector adaptation that the stages of ``params`` (params.yaml) train ``dataset`` with at
+    ``profile``: the ``detector`` of every ``<stage>.<profile>.transfer`` whose ``dataset`` it is ({} for the
+    digits set, or when no stage transfers to it). Two stages that disagree raise ``ValueError``, so
+    ``maedet train --dataset`` and the stages always train the same runs."""
+    found = {}
+    for name, section in params.items():
+        t = (section.get(profile) or {}).get("transfer") if isinstance(section, dict) and isinstance(
+            section.get(profile), dict) else None
+        if isinstance(t, dict) and t.get("dataset") == dataset:
+            found[name] = dict(t.get("detector") or {})
+    values = {json.dumps(v, sort_keys=True) for v in found.values()}
+    if len(values) > 1:
+        raise ValueError(f"stages {', '.join(sorted(found))} adapt the detector for {dataset} differently")
+    return next(iter(found.values())) if found else {}
+
+
 def classify_run(label, backbone, seed, profile) -> Run:
     return Run(label, structure_dict(backbone), "cls", int(seed), "digits_cls", "classify", None, dict(profile))
 
