@@ -40,13 +40,24 @@ def _training(p: dict) -> str:
             + ("trains the runs the ledger lacks" if p.get("train_missing") else "renders from the ledger, trains nothing"))
 
 
+def _transfer(t: dict | None) -> str:
+    if not t:
+        return "no transfer rows; "
+    return (f"transfer to {t['dataset']} ({', '.join(t['heads'])}; {', '.join(t['backbones'])}; "
+            f"{'/'.join(t.get('init', ['scratch']))}; seeds {len(t['seeds'])}; "
+            + ", ".join(f"{k} {v}" for k, v in (t.get("detector") or {}).items()) + "); ")
+
+
 DESCRIBE = {
     "training": _training,
     "table1": lambda p: _grid(p["grid"]),
     "table4": lambda p: f"{', '.join(p['heads'])}" + (" + top-1" if p.get("top1") else "")
                         + ("; Zen row from table9" if p.get("zen_structure") else "; no Zen row"),
-    "table5": lambda p: f"Mask R-CNN: {', '.join(p['backbones'])}, {p['epochs']} epochs"
+    "table5": lambda p: _transfer(p.get("transfer")) + f"{' + '.join(h.replace('mask_rcnn', 'Mask R-CNN').replace('scnet', 'SCNet') for h in p.get('heads', ['mask_rcnn']))}: "
+                        f"{', '.join(p['backbones'])}, {p['epochs']} epochs"
                         + ("" if p.get("train_detectors", True) else " (not trained)"),
+    "table6": lambda p: f"{len(p['budgets'])} MBv2-space searches (N={_n(p['population'])}, T={_n(p['iterations'])}); "
+                        + _trains(p, "SSDLite: the five rows"),
     "table7": lambda p: _grid(p["grid"]) + " (scratch vs pretrained)",
     "table8": lambda p: f"{len(p['ratios'])} searches (N={_n(p['population'])}, T={_n(p['iterations'])}); "
                         + _trains(p, f"FCOS: {', '.join(p['train'])} + R50"),
