@@ -212,6 +212,181 @@ def milestones(epochs: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------------
+# backbones of other families (Table 3): SpineNet and DetNAS as backbone *specs*
+# --------------------------------------------------------------------------------------------------
+# A spec is a JSON dict naming a backbone that is not a structure of this project: ``{"type": "SpineNet",
+# "arch": "96"}`` (maedet.spinenet) or ``{"type": "DetNASBackbone", "arch": "3.8G", "path": [...]}``
+# (maedet.detnas; ``path`` a list of choices or a published path's name), both with an optional ``width_scale``
+# (a factor on the profile's width_multiplier for that backbone alone, e.g. to match another backbone's FLOPs;
+# stored only when not 1). :func:`backbone_spec` gives its canonical form (what a Run stores, so its ledger
+# digest is stable); the names of FOREIGN_BACKBONES are shortcuts for the published networks. A zoo name or an
+# existing structure file always means the structure.
+FOREIGN_TYPES = ("SpineNet", "DetNASBackbone")
+FOREIGN_HEADS = ("gfl", "fcos", "retinanet")  # the heads a spec backbone trains with: 5 levels P3-P7
+SPEC_KEYS = {"SpineNet": ("type", "arch", "width_scale"),
+             "DetNASBackbone": ("type", "arch", "path", "width_scale")}
+FOREIGN_MODULES = {"SpineNet": "maedet.spinenet", "DetNASBackbone": "maedet.detnas"}
+FOREIGN_BACKBONES = {
+    **{f"spinenet-{a.lower()}": {"type": "SpineNet", "arch": a} for a in ("49S", "49", "96", "143", "190")},
+    "detnas-300m": {"type": "DetNASBackbone", "arch": "300M", "path": "DetNAS-COCO-FPN-300M"},
+    "detnas-retinanet-300m": {"type": "DetNASBackbone", "arch": "300M", "path": "DetNAS-COCO-RetinaNet-300M"},
+    "detnas-1.3g": {"type": "DetNASBackbone", "arch": "1.3G", "path": "DetNAS-COCO-FPN-1.3G"},
+    "detnas-3.8g": {"type": "DetNASBackbone", "arch": "3.8G", "path": "DetNAS-COCO-FPN-3.8G"},
+}
+
+
+def is_foreign(backbone) -> bool:
+    """Whether ``backbone`` is meant as a spec (not a structure): a dict with ``type`` and no ``blocks`` /
+    ``structure``, or a string that is neither a zoo name nor an existing file and starts with ``spinenet``
+    or ``detnas``. Cheap (imports no torch); :func:`backbone_spec` validates."""
+    if isinstance(backbone, dict):
+        return "type" in backbone and "blocks" not in backbone and "structure" not in backbone
+    if isinstance(backbone, str):
+        from . import zoo
+
+        if backbone in zoo.names() or Path(backbone).exists():
+            return False
+        return backbone.strip().lower().startswith(("spinenet", "detnas"))
+    return False
+
+
+def _positive(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v) > 0 or float(v) == float("inf"):
+        raise ValueError(f"{what} must be a positive number, got {v!r}")
+    return float(v)
+
+
+def backbone_spec(backbone) -> dict:
+    """The canonical, JSON-normalised spec of a SpineNet / DetNAS backbone: a name of
+    :data:`FOREIGN_BACKBONES` or a spec dict. SpineNet: ``{"type", "arch"}`` with the arch as
+    :data:`maedet.spinenet.SCALING_MAP` keys it; DetNAS: ``{"type", "arch", "path"}`` with the arch as
+    :data:`maedet.detnas.SEARCH_SPACES` keys it (or a custom ``{"stage_blocks", "widths"}``) and the path as
+    a list of choice indices; ``width_scale`` kept only when not 1. Raises ``ValueError`` naming the
+    problem (unknown name, type, key or arch; a missing or invalid path; a bad width_scale)."""
+    if isinstance(backbone, str):
+        key = backbone.strip().lower()
+        if key not in FOREIGN_BACKBONES:
+            from . import zoo
+
+            raise ValueError(f"unknown backbone {backbone!r}: neither a zoo structure ({', '.join(zoo.names())}), "
+                             f"a structure file, nor a spec name ({', '.join(FOREIGN_BACKBONES)})")
+        backbone = FOREIGN_BACKBONES[key]
+    if not isinstance(backbone, dict):
+        raise ValueError(f"a backbone spec is a dict or a name ({', '.join(FOREIGN_BACKBONES)}), got "
+                         f"{type(backbone).__name__}")
+    t = backbone.get("type")
+    if t not in FOREIGN_TYPES:
+        raise ValueError(f"unknown backbone spec type {t!r}: one of {', '.join(FOREIGN_TYPES)} (a structure dict "
+                         f"has 'blocks')")
+    unknown = set(backbone) - set(SPEC_KEYS[t])
+    if unknown:
+        raise ValueError(f"unknown {t} spec key(s) {', '.join(sorted(map(str, unknown)))} "
+                         f"(known: {', '.join(SPEC_KEYS[t])})")
+    if backbone.get("arch") is None:
+        raise ValueError(f"a {t} spec needs an 'arch'")
+    ws = _positive(backbone.get("width_scale", 1.0), f"{t} spec width_scale")
+    if t == "SpineNet":
+        from .spinenet import resolve_arch
+
+        if not isinstance(backbone["arch"], str):
+            raise ValueError(f"SpineNet spec arch must be a name, got {backbone['arch']!r}")
+        out = {"type": t, "arch": resolve_arch(backbone["arch"])}
+    else:
+        from . import detnas
+
+        arch = backbone["arch"]
+        if not isinstance(arch, (str, dict)):
+            raise ValueError(f"DetNAS spec arch must be a name ({', '.join(detnas.SEARCH_SPACES)}) or a dict, "
+                             f"got {arch!r}")
+        space = detnas.search_space(arch)
+        if isinstance(arch, str):
+            arch = next(k for k, v in detnas.SEARCH_SPACES.items() if v is space)
+        else:
+            arch = {"stage_blocks": list(space.stage_blocks), "widths": list(space.widths)}
+        path = backbone.get("path")
+        if path is None:
+            raise ValueError(f"a DetNASBackbone spec needs a 'path': a list of {space.num_blocks} choices or a "
+                             f"published path ({', '.join(detnas.PUBLISHED_PATHS)}); or use a spec name "
+                             f"({', '.join(k for k in FOREIGN_BACKBONES if k.startswith('detnas'))})")
+        if isinstance(path, str):
+            if path not in detnas.PUBLISHED_PATHS:
+                raise ValueError(f"unknown DetNAS path name {path!r} (published: {', '.join(detnas.PUBLISHED_PATHS)})")
+            path = detnas.PUBLISHED_PATHS[path][1]
+        out = {"type": t, "arch": arch, "path": list(detnas.validate_path(path, space))}
+    if ws != 1.0:
+        out["width_scale"] = ws
+    return json.loads(json.dumps(out))
+
+
+def foreign_spec(backbone) -> dict | None:
+    """:func:`backbone_spec` of ``backbone`` when it is meant as a spec (:func:`is_foreign`), else None (a
+    structure: zoo name, structure file, structure dict or Structure)."""
+    return backbone_spec(backbone) if is_foreign(backbone) else None
+
+
+def spec_label(spec: dict) -> str:
+    """A short name of a spec: its :data:`FOREIGN_BACKBONES` name when it is one (``spinenet-96``,
+    ``detnas-3.8g``), else the family, arch and a digest of the path; ``-ws<f>`` for a width_scale."""
+    spec = backbone_spec(spec)
+    ws = spec.pop("width_scale", 1.0)
+    name = next((k for k, v in FOREIGN_BACKBONES.items() if backbone_spec(v) == spec), None)
+    if name is None:
+        import hashlib
+
+        arch = spec["arch"] if isinstance(spec["arch"], str) else "custom"
+        name = f"{spec['type'].lower()}-{arch.lower()}"
+        if "path" in spec:
+            name += "-" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    return name if ws == 1.0 else f"{name}-ws{ws:g}"
+
+
+def foreign_backbone_cfg(spec, width_multiplier: float, neck_channels: int, norm: str = "BN") -> tuple:
+    """``(backbone config, FPN in_channels or None, output strides)`` of a spec at a profile's width and
+    neck width. SpineNet: the filter-size scale x width (and its stem; :class:`maedet.spinenet.SpineNet`'s
+    ``width_multiplier``), endpoints of ``neck_channels`` (its P3-P7 feed the head: no neck, so
+    in_channels None). DetNAS: the channel table x width (:func:`maedet.detnas.scale_space`: multiples of 4),
+    C3-C5 (``out_indices=(1, 2, 3)``) into the FPN. Both with the project's norm layer (as every structure
+    backbone) and their own initialisation."""
+    spec = backbone_spec(spec)
+    w = float(width_multiplier) * float(spec.get("width_scale", 1.0))
+    norm_cfg = dict(type=norm, requires_grad=True)
+    if spec["type"] == "SpineNet":
+        cfg = dict(type="SpineNet", arch=spec["arch"], width_multiplier=w, endpoints_num_filters=int(neck_channels),
+                   min_level=3, max_level=7, norm_cfg=norm_cfg, norm_eval=False)
+        return cfg, None, [8, 16, 32, 64, 128]
+    from .detnas import scale_space
+
+    cfg = dict(type="DetNASBackbone", arch=spec["arch"], path=list(spec["path"]), width_multiplier=w,
+               out_indices=(1, 2, 3), norm_cfg=norm_cfg, norm_eval=False)
+    return cfg, list(scale_space(spec["arch"], w).out_channels[1:]), [8, 16, 32]
+
+
+def foreign_backbone_cost(backbone_cfg: dict, hw) -> dict:
+    """MACs and params of a spec backbone as :func:`train` records them, at ``hw`` = (h, w), with the family's
+    own counter: DetNAS :func:`maedet.detnas.path_flops` / ``path_params`` on the scaled search space
+    (analytic conv MACs, DetNAS's convention); SpineNet :func:`maedet.spinenet.backbone_complexity`
+    (``FlopCounterMode`` / 2 on the meta device: conv MACs, its published tables' convention, endpoints
+    included). Neither counts BN or activations (``maedet.flops.count``'s ``conv`` convention)."""
+    bb = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, (list, tuple)) else v)
+          for k, v in dict(backbone_cfg).items()}
+    h, w = (int(v) for v in hw)
+    if bb.get("type") == "SpineNet":
+        from .spinenet import backbone_complexity
+
+        kw = {k: v for k, v in bb.items() if k not in ("type", "init_cfg", "norm_eval")}
+        c = backbone_complexity((h, w), **kw)
+        return dict(macs=int(c["macs"]), params=int(c["params"]),
+                    counter="maedet.spinenet.backbone_complexity (FlopCounterMode / 2, conv MACs)")
+    if bb.get("type") == "DetNASBackbone":
+        from .detnas import path_flops, path_params, scale_space
+
+        space = scale_space(bb["arch"], float(bb.get("width_multiplier", 1.0)))
+        return dict(macs=int(path_flops(bb["path"], space, (h, w))), params=int(path_params(bb["path"], space)),
+                    counter="maedet.detnas.path_flops (analytic conv MACs)")
+    raise ValueError(f"not a spec backbone config (type {bb.get('type')!r}; known: {', '.join(FOREIGN_TYPES)})")
+
+
+# --------------------------------------------------------------------------------------------------
 # config
 # --------------------------------------------------------------------------------------------------
 def resolve_profile(profile: dict | None, head: str) -> dict:
@@ -254,12 +429,25 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
     """An mmengine ``Config``: mmdet's bundled ``head`` config with ``MAEDetBackbone(backbone)``, the data
     of ``data_root`` (see :func:`dataset_dir`; classes read from its annotation file) and the profile's
     schedule. ``backbone`` is a zoo name, a structure JSON path, a dict or a Structure; ``pretrained`` a
-    backbone checkpoint (:func:`maedet.mmdet_backbone.save_pretrained`) loaded as ``init_cfg``."""
+    backbone checkpoint (:func:`maedet.mmdet_backbone.save_pretrained`) loaded as ``init_cfg``.
+
+    ``backbone`` may also be a SpineNet / DetNAS spec (:func:`backbone_spec`; a name of
+    :data:`FOREIGN_BACKBONES` or a spec dict), for the heads of :data:`FOREIGN_HEADS`, from scratch
+    (:func:`foreign_backbone_cfg`): SpineNet's endpoints (P3-P7, strides 8-128, ``neck_channels`` wide) feed
+    the head directly (``neck=None``); DetNAS's C3-C5 feed the FPN as a structure's do."""
     from mmengine.config import Config
 
     from .mmdet_backbone import resolve
 
     p = resolve_profile(profile, head)
+    spec = foreign_spec(backbone)  # None: a structure (the path below is then the same as before specs)
+    if spec is not None:
+        if head not in FOREIGN_HEADS:
+            raise ValueError(f"a {spec['type']} backbone trains with the heads {', '.join(FOREIGN_HEADS)} "
+                             f"(5 pyramid levels P3-P7), not {head!r}")
+        if pretrained is not None:
+            raise ValueError(f"pretrained init is for structure backbones (maedet.detectors.classify), not a "
+                             f"{spec['type']} spec")
     try:
         cfg = Config.fromfile(HEADS[head])
     except Exception:  # older mmengine without package-relative paths
@@ -267,12 +455,16 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
 
     out_idx = OUT_INDICES[head]
     width = float(p["width_multiplier"])
-    s = resolve(backbone)  # validated, unscaled
-    # the config carries a zoo name when the structure is a zoo entry (mmengine formats the config text with
-    # yapf several times per run: ~0.4 s for a structure dict), else the structure dict itself
-    struct = _zoo_name(s) or s.to_dict()
-    scaled = resolve(struct, width)
-    in_ch = [scaled.stage_channels[i] for i in out_idx]
+    if spec is None:
+        s = resolve(backbone)  # validated, unscaled
+        # the config carries a zoo name when the structure is a zoo entry (mmengine formats the config text with
+        # yapf several times per run: ~0.4 s for a structure dict), else the structure dict itself
+        struct = _zoo_name(s) or s.to_dict()
+        scaled = resolve(struct, width)
+        in_ch = [scaled.stage_channels[i] for i in out_idx]
+    else:
+        s = None
+        spec_cfg, in_ch, spec_strides = foreign_backbone_cfg(spec, width, int(p["neck_channels"]), p["norm"])
     nc = int(p["neck_channels"])
     dd = dataset_dir(data_root, dataset)
     classes = coco_classes(dd / "annotations" / "train.json")
@@ -281,10 +473,19 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
     cfg.custom_imports = dict(imports=["maedet.mmdet_backbone"], allow_failed_imports=False)
     m = cfg.model
     m.data_preprocessor.update(mean=PYTORCH_MEAN, std=PYTORCH_STD, bgr_to_rgb=True, pad_size_divisor=32)
-    m.backbone = dict(type="MAEDetBackbone", structure=struct, out_indices=out_idx, width_multiplier=width,
-                      norm_cfg=dict(type=p["norm"], requires_grad=True), norm_eval=False, frozen_stages=-1,
-                      zero_init_residual=True,
-                      init_cfg=None if pretrained is None else dict(type="Pretrained", checkpoint=str(pretrained)))
+    if spec is None:
+        m.backbone = dict(type="MAEDetBackbone", structure=struct, out_indices=out_idx, width_multiplier=width,
+                          norm_cfg=dict(type=p["norm"], requires_grad=True), norm_eval=False, frozen_stages=-1,
+                          zero_init_residual=True,
+                          init_cfg=None if pretrained is None else dict(type="Pretrained", checkpoint=str(pretrained)))
+    else:
+        cfg.custom_imports = dict(imports=["maedet.mmdet_backbone", FOREIGN_MODULES[spec["type"]]],
+                                  allow_failed_imports=False)
+        m.backbone = spec_cfg
+        head_strides = m.bbox_head.get("anchor_generator", {}).get("strides") or m.bbox_head.get("strides")
+        levels = list(spec_strides) if in_ch is None else [int(v) for v in spec_strides] + [64, 128]  # FPN: P6-P7
+        if [int(v) for v in head_strides] != levels:
+            raise ValueError(f"{head}'s strides {list(head_strides)} do not match the {spec['type']} pyramid {levels}")
     if head == "yolof":
         m.neck.update(in_channels=in_ch[0], out_channels=2 * nc, block_mid_channels=max(8, nc // 2))
         m.bbox_head.update(in_channels=2 * nc, num_classes=k)
@@ -337,7 +538,10 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
         m.data_preprocessor.update(pad_size_divisor=1)
     else:
         # the bundled configs feed C2-C5 with start_level=1; we feed C3-C5 with start_level=0: same FPN
-        m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
+        if in_ch is None:  # a SpineNet spec: its endpoints are the P3-P7 pyramid, no neck
+            m.neck = None
+        else:
+            m.neck.update(in_channels=in_ch, out_channels=nc, start_level=0)
         m.bbox_head.update(in_channels=nc, feat_channels=nc, num_classes=k)
         if p["anchor_base_scale"] is not None:  # anchors for small images (RetinaNet; checked above)
             m.bbox_head.anchor_generator.update(octave_base_scale=float(p["anchor_base_scale"]))
@@ -429,7 +633,9 @@ def make_config(backbone, head: str, data_root: str | Path, *, profile: dict | N
     p_json = json.loads(json.dumps(p))  # tuples -> lists, as it will read back
     cfg.maedet = dict(head=head, dataset=dataset or dd.name, data_dir=str(dd), seed=int(seed), profile=p_json,
                       pretrained=None if pretrained is None else str(pretrained),
-                      backbone=s.name or s.digest(), classes=list(classes))
+                      backbone=(s.name or s.digest()) if spec is None else spec_label(spec), classes=list(classes))
+    if spec is not None:
+        cfg.maedet["backbone_spec"] = spec
     return cfg
 
 
@@ -637,8 +843,10 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
     checkpoint in ``work_dir`` when there is one (a killed training continues), evaluate on val with
     CocoMetric, and write ``work_dir/results.json``: AP, AP50, AP75, AP_S, AP_M, AP_L (mask_AP* for Mask
     R-CNN) in percent (None: no val object of that size), training wall time (cumulative over resumes),
-    iterations, backbone MACs/params at ``img_scale`` (:func:`maedet.flops.count`), detector params and MACs,
-    and inference speed (:func:`inference_speed`). A run whose ``results.json`` exists is not repeated."""
+    iterations, backbone MACs/params at ``img_scale`` (:func:`maedet.flops.count`; for a SpineNet / DetNAS
+    spec the family's counter, :func:`foreign_backbone_cost`, named in ``backbone_macs_counter``), detector
+    params and MACs, and inference speed (:func:`inference_speed`). A run whose ``results.json`` exists is not
+    repeated."""
     _ensure_registered()
     import torch
     from mmengine.runner import Runner, find_latest_checkpoint
@@ -679,15 +887,20 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
         keys = [k for k in METRIC_KEYS.values() if k.startswith("mask_")] if cfg.model.get("roi_head") else []
         metrics = {k: 0.0 for k in ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"] + keys}
     bb = cfg.model.backbone
-    s = resolve(bb["structure"], bb.get("width_multiplier", 1.0))
     w, h = (int(v) for v in p["img_scale"])
-    c = count(s, (h, w))
+    if bb.get("type") in FOREIGN_TYPES:  # a spec: the family's own counter (foreign_backbone_cost)
+        fc = foreign_backbone_cost(bb, (h, w))
+        bb_costs = dict(backbone_macs=fc["macs"], backbone_params=fc["params"], backbone_macs_counter=fc["counter"],
+                        backbone_cfg=json.loads(json.dumps(dict(bb), default=str)))
+    else:
+        s = resolve(bb["structure"], bb.get("width_multiplier", 1.0))
+        c = count(s, (h, w))
+        bb_costs = dict(backbone_structure=s.to_dict(), backbone_macs=int(c.macs), backbone_params=int(c.params))
     model = runner.model
     out = dict(meta, **metrics)
     out.update(
         metrics=metrics, no_detections=empty,
-        backbone_structure=s.to_dict(),
-        backbone_macs=int(c.macs), backbone_params=int(c.params),
+        **bb_costs,
         detector_params=int(sum(q.numel() for q in model.parameters())),
         detector_macs=detector_macs(model, (h, w)),
         resolution=[h, w],
@@ -706,6 +919,87 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
     )
     _write_json(res_path, out)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# FLOPs matching (Table 3: backbones of different families at matched cost)
+# --------------------------------------------------------------------------------------------------
+def complexity(backbone, head: str = "gfl", data_root: str | Path = "data", *, profile: dict | None = None,
+               dataset: str | None = "digits", detector: bool = True) -> dict:
+    """The costs of ``backbone`` (a structure or a spec) under ``head`` at ``profile`` without training:
+    ``backbone_macs`` / ``backbone_params`` exactly as :func:`train` records them (structures:
+    :func:`maedet.flops.count`, the paper's convention, which adds BN or ReLU elements; specs: the family's
+    counter, conv MACs), ``backbone_conv_macs`` (convolutions only, for every family: the like-for-like
+    number to match), and with ``detector`` the full detector's ``detector_macs`` (:func:`detector_macs`,
+    mmengine's FlopAnalyzer on the built model at img_scale) and ``detector_params``. ``data_root`` /
+    ``dataset`` give the classes (the head's size)."""
+    from .flops import count
+    from .mmdet_backbone import resolve
+
+    _ensure_registered()
+    cfg = make_config(backbone, head, data_root, profile=profile, dataset=dataset, work_dir="work_dirs/complexity")
+    p = cfg.maedet["profile"]
+    w, h = (int(v) for v in p["img_scale"])
+    bb = cfg.model.backbone
+    out = dict(backbone=cfg.maedet["backbone"], head=head, resolution=[h, w], width_multiplier=p["width_multiplier"],
+               neck_channels=p["neck_channels"])
+    if bb.get("type") in FOREIGN_TYPES:
+        c = foreign_backbone_cost(bb, (h, w))
+        out.update(backbone_macs=c["macs"], backbone_params=c["params"], backbone_conv_macs=c["macs"],
+                   backbone_macs_counter=c["counter"])
+    else:
+        s = resolve(bb["structure"], bb.get("width_multiplier", 1.0))
+        c = count(s, (h, w))
+        out.update(backbone_macs=int(c.macs), backbone_params=int(c.params),
+                   backbone_conv_macs=int(count(s, (h, w), convention="conv").macs),
+                   backbone_macs_counter="maedet.flops.count (paper convention)")
+    if detector:
+        from mmdet.registry import MODELS
+
+        model = MODELS.build(cfg.model)
+        out.update(detector_macs=detector_macs(model, (h, w)),
+                   detector_params=int(sum(q.numel() for q in model.parameters())))
+    return out
+
+
+def match_width(spec, target_macs: float, *, profile: dict | None = None, key: str = "backbone_conv_macs",
+                head: str = "gfl", data_root: str | Path = "data", dataset: str | None = "digits",
+                lo: float = 0.25, hi: float = 4.0, steps: int = 14) -> dict:
+    """The ``width_scale`` of a spec whose cost ``key`` (of :func:`complexity`: ``backbone_conv_macs``, or
+    ``detector_macs`` for the full detector) at ``profile`` is nearest ``target_macs``: bisection on
+    [lo, hi] (costs grow with the width, in steps, as channels are rounded), then the nearer of the two
+    widths around the target. Returns ``width_scale``, ``spec`` (with it), ``macs``, ``target`` and
+    ``relative`` (macs / target - 1)."""
+    base = backbone_spec(spec)
+    base.pop("width_scale", None)
+    need_det = key.startswith("detector")
+    cache = {}
+
+    def cost(ws):
+        ws = round(float(ws), 4)
+        if ws not in cache:
+            sp = dict(base, width_scale=ws) if ws != 1.0 else dict(base)
+            cache[ws] = complexity(sp, head, data_root, profile=profile, dataset=dataset, detector=need_det)[key]
+        return cache[ws]
+
+    a, b = float(lo), float(hi)
+    if cost(a) > target_macs or cost(b) < target_macs:
+        raise ValueError(f"target {target_macs:.4g} is outside the costs at width_scale {a} .. {b} "
+                         f"({cost(a):.4g} .. {cost(b):.4g})")
+    for _ in range(int(steps)):
+        m = (a + b) / 2
+        if cost(m) < target_macs:
+            a = m
+        else:
+            b = m
+    ws = round(min((a, b), key=lambda x: abs(cost(x) / target_macs - 1)), 4)
+    macs = cost(ws)
+    for r in (round(ws, 2), round(ws, 3)):  # a rounder width with the same channels, where there is one
+        if cost(r) == macs:
+            ws = r
+            break
+    return dict(width_scale=ws, spec=backbone_spec(dict(base, width_scale=ws)), macs=macs, target=target_macs,
+                relative=macs / target_macs - 1, key=key)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -101,7 +101,8 @@ __all__ = [
     "PUBLISHED_PATHS", "DETNAS_COCO_FPN_300M", "DETNAS_COCO_RETINANET_300M", "DETNAS_COCO_FPN_1_3G",
     "DETNAS_COCO_FPN_3_8G", "ShuffleChoiceBlock", "XceptionChoiceBlock", "make_choice_block",
     "DetNASSupernet", "DetNASBackbone", "path_state_dict", "block_flops_table", "path_flops", "path_params",
-    "recalibrate_bn", "evolution_search", "Candidate", "SearchResult", "DETNAS_EA",
+    "recalibrate_bn", "evolution_search", "Candidate", "SearchResult", "DETNAS_EA", "scale_space",
+    "WIDTH_MULTIPLE",
 ]
 
 # --------------------------------------------------------------------------------------------------------------
@@ -191,6 +192,39 @@ def search_space(arch) -> SearchSpace:
         return SearchSpace(str(arch.get("name", "custom")), blocks, widths, int(arch.get("last_channels", 1024)),
                            int(arch.get("num_classes", 1000)))
     raise ValueError(f"unknown DetNAS arch {arch!r}: expected a name {sorted(SEARCH_SPACES)} or a dict")
+
+
+WIDTH_MULTIPLE = 4  # C2-C5 stay multiples of 4 under scaling: the stride-1 blocks split C into two even halves
+
+
+def scale_space(arch, factor: float, multiple: int = WIDTH_MULTIPLE, minimum: int = WIDTH_MULTIPLE) -> SearchSpace:
+    """The search space of ``arch`` (:func:`search_space`) with its channel table -- stem, C2..C5 and the
+    ImageNet ``last_channels`` -- times ``factor`` (uniform channel scaling for reduced-scale training),
+    each rounded to the nearest multiple of ``multiple`` (halves up; default 4, which keeps the ShuffleNetV2
+    channel split valid: a stride-1 block splits C into two halves of C/2 and its main branch is C/2 wide)
+    and at least ``minimum``; where rounding would make a width not larger than the previous one (a stride-2
+    block's main branch gives ``C_out - C_in`` channels) it is raised to the previous one plus ``multiple``.
+    Block counts are kept; the name gets a ``-w{factor}`` suffix. ``factor == 1`` returns the space
+    unchanged."""
+    space = search_space(arch)
+    factor = float(factor)
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"DetNAS width_multiplier must be a positive number, got {factor!r}")
+    multiple, minimum = int(multiple), int(minimum)
+    if multiple < 1 or multiple % 2 or minimum < multiple or minimum % multiple:
+        raise ValueError(f"scale_space needs an even multiple >= 2 and a minimum that is a multiple of it, got "
+                         f"multiple={multiple}, minimum={minimum}")
+    if factor == 1.0:
+        return space
+    widths, prev = [], 0
+    for c in space.widths:
+        c = max(minimum, int(c * factor / multiple + 0.5) * multiple)
+        if c <= prev:
+            c = prev + multiple
+        widths.append(c)
+        prev = c
+    last = max(minimum, int(space.last_channels * factor / multiple + 0.5) * multiple)
+    return SearchSpace(f"{space.name}-w{factor:g}", space.stage_blocks, tuple(widths), last, space.num_classes)
 
 
 def validate_path(path, arch) -> tuple:
@@ -369,9 +403,10 @@ def _detnas_init(module: nn.Module) -> None:
 class _DetNASBase(BaseModule):
     """Shared arguments of the two backbones: arch, out_indices, norm, shuffle, norm_eval."""
 
-    def __init__(self, arch, out_indices, norm_cfg, norm_eval, channel_shuffle, init_cfg):
+    def __init__(self, arch, out_indices, norm_cfg, norm_eval, channel_shuffle, init_cfg, width_multiplier=1.0):
         super().__init__(init_cfg)
-        self.space = search_space(arch)
+        self.width_multiplier = float(width_multiplier)
+        self.space = scale_space(arch, self.width_multiplier)
         out_indices = tuple(int(i) for i in out_indices)
         if not out_indices or any(not 0 <= i < 4 for i in out_indices) or len(set(out_indices)) != len(out_indices):
             raise ValueError(f"out_indices must be distinct stages among 0..3 (C2..C5), got {list(out_indices)}")
@@ -443,12 +478,14 @@ class DetNASSupernet(_DetNASBase):
         channel_shuffle: 1 (DetNAS supernet, default) or 2 (even/odd split), see the module doc.
         init_cfg: mmengine init config (e.g. Pretrained); without it the DetNAS initialisation is applied at
             construction.
+        width_multiplier: uniform channel scaling of the search space's channel table for reduced-scale
+            training (:func:`scale_space`: multiples of 4, increasing); 1 (default): the published widths.
     """
 
     def __init__(self, arch="300M", path=None, sample=None, seed: int = 0, out_indices=(0, 1, 2, 3),
                  norm_cfg=dict(type="BN", requires_grad=True), norm_eval: bool = False, channel_shuffle: int = 1,
-                 init_cfg=None):
-        super().__init__(arch, out_indices, norm_cfg, norm_eval, channel_shuffle, init_cfg)
+                 init_cfg=None, width_multiplier: float = 1.0):
+        super().__init__(arch, out_indices, norm_cfg, norm_eval, channel_shuffle, init_cfg, width_multiplier)
         self.blocks = nn.ModuleList(
             nn.ModuleList(make_choice_block(c, c_in, c_out, stride, self.norm_cfg, self.channel_shuffle)
                           for c in range(NUM_CHOICES))
@@ -506,12 +543,13 @@ class DetNASBackbone(_DetNASBase):
     """A single path of a DetNAS search space as a stand-alone mmdet backbone (only the chosen ops;
     ``self.blocks[i]`` is the choice block ``path[i]``). Its state dict is that of a
     :class:`DetNASSupernet` restricted to the path (:func:`path_state_dict`). Arguments as the supernet's;
-    ``path`` is required."""
+    ``path`` is required; ``width_multiplier`` scales the channel table (:func:`scale_space`; the analytic
+    counters take the scaled space: ``path_flops(path, scale_space(arch, w), resolution)``)."""
 
     def __init__(self, arch="300M", path=None, out_indices=(0, 1, 2, 3),
                  norm_cfg=dict(type="BN", requires_grad=True), norm_eval: bool = False, channel_shuffle: int = 1,
-                 init_cfg=None):
-        super().__init__(arch, out_indices, norm_cfg, norm_eval, channel_shuffle, init_cfg)
+                 init_cfg=None, width_multiplier: float = 1.0):
+        super().__init__(arch, out_indices, norm_cfg, norm_eval, channel_shuffle, init_cfg, width_multiplier)
         if path is None:
             raise ValueError("DetNASBackbone needs a path (e.g. maedet.detnas.DETNAS_COCO_FPN_300M)")
         self.path = validate_path(path, self.space)

@@ -40,9 +40,33 @@ def _code_hash() -> str:
 
 
 def structure_dict(backbone) -> dict:
+    """What a :class:`Run` stores as its backbone: the structure dict of a structure (zoo name, JSON path, dict,
+    Structure), or the canonical, JSON-normalised spec of a SpineNet / DetNAS backbone
+    (:func:`maedet.detectors.backbone_spec`: a spec dict or a name such as ``spinenet-96``, ``detnas-3.8g``)."""
+    from .detectors import foreign_spec
+
+    spec = foreign_spec(backbone)
+    if spec is not None:
+        return spec
     s = backbone if isinstance(backbone, Structure) else load(backbone) if isinstance(backbone, (str, Path)) \
         else Structure.from_dict(backbone)
     return s.to_dict()
+
+
+def is_spec(backbone: dict) -> bool:
+    """Whether a Run's ``backbone`` is a SpineNet / DetNAS spec rather than a structure dict."""
+    from .detectors import is_foreign
+
+    return isinstance(backbone, dict) and is_foreign(backbone)
+
+
+def backbone_digest(backbone: dict) -> str:
+    """A digest identifying a Run's backbone: the structure's own digest, or one of the spec's canonical JSON."""
+    if is_spec(backbone):
+        from .detectors import backbone_spec
+
+        return "spec-" + hashlib.sha1(json.dumps(backbone_spec(backbone), sort_keys=True).encode()).hexdigest()[:12]
+    return Structure.from_dict(backbone).digest()
 
 
 @dataclass
@@ -50,7 +74,7 @@ class Run:
     """One training run. ``kind`` is ``detect`` (mmdet) or ``classify`` (the top-1 column / pretraining)."""
 
     label: str                      # the backbone's name in tables (e.g. "maedet-m", "alpha 1:1:6")
-    backbone: dict                  # structure dict
+    backbone: dict                  # structure dict, or a SpineNet / DetNAS spec (structure_dict)
     head: str = "fcos"
     seed: int = 0
     dataset: str = "digits"
@@ -102,7 +126,23 @@ def dataset_adaptation(params: dict, profile: str, dataset: str) -> dict:
     return next(iter(found.values())) if found else {}
 
 
+# heads that one stage alone trains, with that stage's `detector_overrides` (table6: SSDLite's mobile backbones)
+HEAD_STAGES = {"ssdlite": "table6"}
+
+
+def head_adaptation(params: dict, profile: str, head: str) -> dict:
+    """The ``detector_overrides`` that the one stage training ``head`` applies at ``profile`` ({} for the heads
+    every stage shares), so ``maedet train ssdlite ...`` trains the runs the table6 stage reads."""
+    stage = HEAD_STAGES.get(head)
+    if stage is None:
+        return {}
+    return dict(((params.get(stage) or {}).get(profile) or {}).get("detector_overrides") or {})
+
+
 def classify_run(label, backbone, seed, profile) -> Run:
+    if is_spec(structure_dict(backbone)):
+        raise ValueError(f"classification runs (top-1, pretraining) are for structure backbones, not the spec "
+                         f"{backbone!r}")
     return Run(label, structure_dict(backbone), "cls", int(seed), "digits_cls", "classify", None, dict(profile))
 
 
@@ -416,7 +456,7 @@ def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path 
                                             f"nor in the ledger: re-run the {st} stage")
                 b = recorded_backbones[r["run"]]
             rows.append({"stage": st, "label": r["label"], "seed": int(r["seed"]), "AP": r["AP"],
-                         "digest": Structure.from_dict(b).digest(), "backbone": b})
+                         "digest": backbone_digest(b), "backbone": b})
     if not rows:
         return pd.DataFrame(columns=["digest", "label", "stages", "seeds", "AP", "AP sd", "backbone"])
     df = pd.DataFrame(rows).drop_duplicates(["digest", "seed"])

@@ -86,7 +86,15 @@ def scale_width(structure: Structure, factor: float, multiple: int = 8, minimum:
 
 
 def resolve(structure, width_multiplier: float = 1.0) -> Structure:
-    """A :class:`Structure` from a zoo name, a JSON path, a dict or a Structure, width-scaled."""
+    """A :class:`Structure` from a zoo name, a JSON path, a dict or a Structure, width-scaled. A SpineNet /
+    DetNAS backbone spec (:func:`maedet.detectors.backbone_spec`) is not a structure: StructureError saying so."""
+    from .detectors import is_foreign
+
+    if is_foreign(structure):
+        kind = structure.get("type") if isinstance(structure, dict) else structure
+        raise StructureError(f"{kind!r} is a backbone spec (SpineNet / DetNAS), not a structure of this project: "
+                             f"it has no MAEDetBackbone; build it through maedet.detectors.make_config "
+                             f"(flops: maedet.detectors.foreign_backbone_cost)")
     if isinstance(structure, Structure):
         s = structure
     elif isinstance(structure, dict):

@@ -62,7 +62,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ["BlockSpec", "SPINENET_BLOCK_SPECS", "FILTER_SIZE_MAP", "Scaling", "SCALING_MAP",
-           "PAPER_RETINANET", "SpineNet", "SPINENETS", "build", "resolve_arch", "retinanet_complexity"]
+           "PAPER_RETINANET", "SpineNet", "SPINENETS", "build", "resolve_arch", "retinanet_complexity",
+           "backbone_complexity"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ SPINENET_BLOCK_SPECS: tuple[BlockSpec, ...] = tuple(BlockSpec(*b) for b in (
 # Filters of a block per level before the filter-size scale (a bottleneck outputs 4x this).
 FILTER_SIZE_MAP = {1: 32, 2: 64, 3: 128, 4: 256, 5: 256, 6: 256, 7: 256}
 
-STEM_FILTERS = 64  # the 7x7 stem conv is not scaled
+STEM_FILTERS = 64  # the 7x7 stem conv is not scaled by the filter-size scale (only by width_multiplier)
+MIN_SCALED_FILTERS = 4  # the fewest filters a level (or the stem) gets under a width_multiplier
 NUM_STEM_BLOCKS = 2
 STEM_BLOCK_FN = "bottleneck"
 EXPANSION = {"bottleneck": 4, "residual": 1}
@@ -274,6 +276,14 @@ class SpineNet(BaseModule):
         block_specs: the block specification (default: :data:`SPINENET_BLOCK_SPECS`).
         endpoints_num_filters, filter_size_scale, resample_alpha, block_repeats: override the arch's
             scaling.
+        width_multiplier: uniform channel scaling for reduced-scale training (default 1: the published
+            model, unchanged). The filters of every level become ``int(FILTER_SIZE_MAP[level] *
+            filter_size_scale * width_multiplier)`` (the reference's own rule with the filter-size scale
+            times the multiplier; at least 4) and the stem's 64 filters ``int(64 * width_multiplier)`` (at
+            least 4), so the per-level proportions of the family are kept (SpineNet-49/96 at x0.125: stem 8,
+            filters 8/16/32/32/32/32 at levels 2..7, as ResNet-50 at x0.125). The resampling widths follow
+            (``alpha`` x the parent's filters); the endpoints keep ``endpoints_num_filters`` (the detector's
+            pyramid width: set it to the head width).
         drop_path_rate: stochastic depth of the scale-permuted blocks, rising linearly to this rate
             over the blocks as in the reference (0 = off).
         conv_cfg, norm_cfg, act_cfg: mmcv layer configs. The default BN (momentum 0.01, eps 1e-3) is the
@@ -285,10 +295,16 @@ class SpineNet(BaseModule):
                  endpoints_num_filters=None, filter_size_scale=None, resample_alpha=None,
                  block_repeats=None, drop_path_rate=0.0, conv_cfg=None,
                  norm_cfg=dict(type="BN", momentum=0.01, eps=1e-3, requires_grad=True),
-                 act_cfg=dict(type="ReLU"), norm_eval=False, init_cfg=None):
+                 act_cfg=dict(type="ReLU"), norm_eval=False, init_cfg=None, width_multiplier=1.0):
         super().__init__(init_cfg=_default_init_cfg() if init_cfg is None else init_cfg)
         self.arch = resolve_arch(arch)
         s = SCALING_MAP[self.arch]
+        width_multiplier = float(width_multiplier)
+        if not (math.isfinite(width_multiplier) and width_multiplier > 0):
+            raise ValueError(f"SpineNet width_multiplier must be a positive number, got {width_multiplier!r}")
+        self.width_multiplier = width_multiplier
+        self.stem_filters = (STEM_FILTERS if width_multiplier == 1.0
+                             else max(MIN_SCALED_FILTERS, int(STEM_FILTERS * width_multiplier + 1e-9)))
         self.endpoints_num_filters = endpoints_num_filters or s.endpoints_num_filters
         self.filter_size_scale = filter_size_scale or s.filter_size_scale
         self.resample_alpha = resample_alpha or s.resample_alpha
@@ -300,10 +316,10 @@ class SpineNet(BaseModule):
         kw = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
 
         # stem: 7x7/2 conv, 3x3/2 max-pool, two level-2 bottleneck block groups
-        self.stem = nn.Sequential(ConvNormAct(in_channels, STEM_FILTERS, 7, 2, **kw),
+        self.stem = nn.Sequential(ConvNormAct(in_channels, self.stem_filters, 7, 2, **kw),
                                   nn.MaxPool2d(3, stride=2, padding=1))
         filters = self._filters(2)
-        ch = STEM_FILTERS
+        ch = self.stem_filters
         self.stem_blocks = nn.ModuleList()
         for _ in range(NUM_STEM_BLOCKS):
             self.stem_blocks.append(block_group(STEM_BLOCK_FN, ch, filters, self.block_repeats, **kw))
@@ -366,7 +382,10 @@ class SpineNet(BaseModule):
         self.strides = tuple(2 ** lvl for lvl in self.levels)
 
     def _filters(self, level: int) -> int:
-        return int(FILTER_SIZE_MAP[level] * self.filter_size_scale)
+        if self.width_multiplier == 1.0:
+            return int(FILTER_SIZE_MAP[level] * self.filter_size_scale)
+        return max(MIN_SCALED_FILTERS,
+                   int(FILTER_SIZE_MAP[level] * self.filter_size_scale * self.width_multiplier + 1e-9))
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -469,3 +488,28 @@ def retinanet_complexity(arch: str, input_size: int | None = None, num_classes: 
     return dict(arch=key, input_size=size, flops=bb_flops + head_flops, params=bb_params + head_params,
                 backbone_flops=bb_flops, backbone_params=bb_params, head_flops=head_flops,
                 head_params=head_params, paper_flops=paper["flops"], paper_params=paper["params"])
+
+
+def backbone_complexity(input_size, arch: str = "49", **backbone_kw) -> dict:
+    """MACs and params of the SpineNet backbone alone (stem, scale-permuted blocks, resampling and the
+    endpoints' 1x1 convs, which stand in for an FPN) at ``input_size`` (an int, or (H, W)), counted as
+    :func:`retinanet_complexity` counts them: ``FlopCounterMode`` on one forward pass on the meta device,
+    conv MACs only (2 FLOPs per multiply-add halved; BN, activations, pooling, resizing, additions not
+    counted); params: every parameter of the module (conv weights, BN affine). ``backbone_kw`` go to
+    :class:`SpineNet` (e.g. ``width_multiplier``, ``endpoints_num_filters``). Returns ``macs``, ``params``,
+    ``input_size`` (H, W), ``out_channels`` and ``strides``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if isinstance(input_size, int):
+        h = w = input_size
+    else:
+        h, w = (int(v) for v in input_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    with torch.device("meta"):
+        net = SpineNet(arch=arch, **backbone_kw).eval()
+        x = torch.empty(1, 3, h, w)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        net(x)
+    return dict(macs=int(fc.get_total_flops() // 2), params=int(sum(p.numel() for p in net.parameters())),
+                input_size=(h, w), out_channels=net.out_channels, strides=net.strides)
