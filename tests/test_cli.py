@@ -136,3 +136,22 @@ def test_train_on_another_dataset_trains_the_runs_of_the_stage_that_transfers_to
                      "--set", "epochs=7", "--dry-run")
     probe = ex.detect_run("resnet50", "resnet50", "fcos", 3, dict(want.profile, epochs=7), dataset=tr["dataset"])
     assert rc == 0 and probe.id in out
+
+
+def test_train_ssdlite_applies_table6_overrides(tmp_path, capsys, monkeypatch):
+    """SSDLite runs belong to table6 alone: `maedet train ssdlite` trains them with its detector_overrides, so the
+    records are the ones the stage reads."""
+    import yaml
+
+    from maedet import experiments as ex
+    from maedet import ledger
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(ledger, "ROOT", tmp_path / "runs")
+    params = yaml.safe_load(open(ROOT / "params.yaml"))
+    det, over = params["training"]["default"]["detector"], params["table6"]["default"]["detector_overrides"]
+    want = ex.detect_run("mobilenetv2-0.5", "mobilenetv2-0.5", "ssdlite", 1, dict(det, **over))
+    assert want.profile["width_multiplier"] == over["width_multiplier"]
+    rc, out, _ = run(capsys, "train", "ssdlite", "mobilenetv2-0.5", "--seeds", "1", "--dry-run")
+    assert rc == 0 and want.id in out
+    assert ex.head_adaptation(params, "default", "fcos") == {}

@@ -159,7 +159,7 @@ def cmd_train(args):
                          f"(known: {', '.join(params.get('training', {}))})") from None
     if len(args.seeds) > 1000 or any(s < 0 or s > 10**6 for s in args.seeds):
         raise ValueError("seeds must be 0..1000000, at most 1000 of them")
-    det = dict(tp["detector"])
+    det = {**tp["detector"], **ex.head_adaptation(params, args.profile, args.head)}
     adapt = ex.dataset_adaptation(params, args.profile, args.dataset)
     if adapt:  # what the stage that transfers to this dataset trains with (e.g. table5's tree-crown rows)
         det["datasets"] = {**(det.get("datasets") or {}), args.dataset: adapt}
