@@ -51,6 +51,9 @@ def _transfer(t: dict | None) -> str:
 DESCRIBE = {
     "training": _training,
     "table1": lambda p: _grid(p["grid"]),
+    "table3": lambda p: f"{p['head'].upper()}: " + ", ".join(
+        k + (f" (width x{v['width_scale']:g})" if isinstance(v, dict) and "width_scale" in v else "")
+        for k, v in p["backbones"].items()) + f"; costs at {p['cost_profile']['img_scale'][0]}x{p['cost_profile']['img_scale'][1]}",
     "table4": lambda p: f"{', '.join(p['heads'])}" + (" + top-1" if p.get("top1") else "")
                         + ("; Zen row from table9" if p.get("zen_structure") else "; no Zen row"),
     "table5": lambda p: _transfer(p.get("transfer")) + f"{' + '.join(h.replace('mask_rcnn', 'Mask R-CNN').replace('scnet', 'SCNet') for h in p.get('heads', ['mask_rcnn']))}: "

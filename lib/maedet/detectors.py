@@ -925,19 +925,24 @@ def train(cfg, resume: bool = True, speed: bool = True) -> dict:
 # FLOPs matching (Table 3: backbones of different families at matched cost)
 # --------------------------------------------------------------------------------------------------
 def complexity(backbone, head: str = "gfl", data_root: str | Path = "data", *, profile: dict | None = None,
-               dataset: str | None = "digits", detector: bool = True) -> dict:
+               dataset: str | None = "digits", detector: bool = True, num_classes: int | None = None) -> dict:
     """The costs of ``backbone`` (a structure or a spec) under ``head`` at ``profile`` without training:
     ``backbone_macs`` / ``backbone_params`` exactly as :func:`train` records them (structures:
     :func:`maedet.flops.count`, the paper's convention, which adds BN or ReLU elements; specs: the family's
     counter, conv MACs), ``backbone_conv_macs`` (convolutions only, for every family: the like-for-like
     number to match), and with ``detector`` the full detector's ``detector_macs`` (:func:`detector_macs`,
     mmengine's FlopAnalyzer on the built model at img_scale) and ``detector_params``. ``data_root`` /
-    ``dataset`` give the classes (the head's size)."""
+    ``dataset`` give the classes (the head's size); ``num_classes`` overrides their number (80: COCO's, for
+    costs beside a paper's)."""
     from .flops import count
     from .mmdet_backbone import resolve
 
     _ensure_registered()
     cfg = make_config(backbone, head, data_root, profile=profile, dataset=dataset, work_dir="work_dirs/complexity")
+    if num_classes is not None:
+        if not 1 <= int(num_classes) <= 10000:
+            raise ValueError(f"num_classes must be 1..10000, got {num_classes}")
+        cfg.model.bbox_head.num_classes = int(num_classes)
     p = cfg.maedet["profile"]
     w, h = (int(v) for v in p["img_scale"])
     bb = cfg.model.backbone
