@@ -10,8 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mmdet")
 pytest.importorskip("mmcv")
-from PIL import Image  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
 
 from maedet import detectors as det  # noqa: E402
 from maedet import zoo  # noqa: E402
@@ -21,56 +19,10 @@ from maedet.mmdet_backbone import (MAEDetBackbone, neck_in_channels, resolve, sa
 from maedet.structure import Structure, validate  # noqa: E402
 
 CONFIGS = Path(det.__file__).parent / "configs"
-CLASSES = ("circle", "square", "bar")
+from conftest import SHAPES as CLASSES  # noqa: E402  (the classes of the shared `coco` fixture)
 # a tiny profile: 2 iterations per epoch on the fixture, seconds per detector
 TINY = dict(img_scale=(96, 96), multiscale=(0.9, 1.0), batch_size=2, val_batch_size=2, epochs=1, lr=0.01,
             warmup_iters=2, width_multiplier=0.0625, neck_channels=16, speed_images=2, log_interval=1)
-
-
-def _write_split(root: Path, split: str, n: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    (root / split).mkdir(parents=True)
-    images, anns = [], []
-    for i in range(n):
-        h, w = int(rng.integers(64, 97)), int(rng.integers(64, 97))
-        img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-        for _ in range(int(rng.integers(1, 4))):
-            c = int(rng.integers(0, 3))
-            bh, bw = int(rng.integers(12, 40)), int(rng.integers(12, 40))
-            y0, x0 = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
-            m = np.zeros((h, w), np.uint8)
-            if c == 0:
-                yy, xx = np.ogrid[:bh, :bw]
-                m[y0:y0 + bh, x0:x0 + bw] = (((yy - bh / 2 + .5) / (bh / 2)) ** 2
-                                             + ((xx - bw / 2 + .5) / (bw / 2)) ** 2) <= 1
-            elif c == 1:
-                m[y0:y0 + bh, x0:x0 + bw] = 1
-            else:
-                m[y0:y0 + bh, x0 + bw // 3:x0 + bw // 3 + max(3, bw // 4)] = 1
-            if m.sum() == 0:
-                continue
-            img[m.astype(bool)] = (200, 60, 60) if c == 0 else (60, 200, 60) if c == 1 else (60, 60, 220)
-            rle = mask_utils.encode(np.asfortranarray(m))
-            box = [float(v) for v in mask_utils.toBbox(rle)]
-            rle["counts"] = rle["counts"].decode("ascii")
-            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=c + 1, bbox=box,
-                             area=int(m.sum()),
-                             segmentation=rle, iscrowd=0))
-        name = f"{i:04d}.png"
-        Image.fromarray(img).save(root / split / name)
-        images.append(dict(id=i + 1, file_name=name, height=h, width=w))
-    cats = [dict(id=k + 1, name=c, supercategory="shape") for k, c in enumerate(CLASSES)]
-    (root / "annotations").mkdir(exist_ok=True)
-    (root / "annotations" / f"{split}.json").write_text(
-        json.dumps(dict(images=images, annotations=anns, categories=cats)))
-
-
-@pytest.fixture(scope="module")
-def coco(tmp_path_factory):
-    root = tmp_path_factory.mktemp("coco")
-    _write_split(root, "train", 4, 0)
-    _write_split(root, "val", 3, 1)
-    return root
 
 
 @pytest.fixture(scope="module")

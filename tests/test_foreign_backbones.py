@@ -16,10 +16,7 @@ from maedet import spinenet as sn  # noqa: E402
 from maedet.mmdet_backbone import resolve  # noqa: E402
 from maedet.structure import StructureError  # noqa: E402
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-CLASSES = ("circle", "square", "bar")
 # the tiny profile of test_detectors: 2 iterations per epoch on the fixture
 TINY = dict(img_scale=(96, 96), multiscale=(0.9, 1.0), batch_size=2, val_batch_size=2, epochs=1, lr=0.01,
             warmup_iters=2, width_multiplier=0.0625, neck_channels=16, speed_images=2, log_interval=1)
@@ -31,42 +28,10 @@ SPINE = {"type": "SpineNet", "arch": "49"}
 DETNAS = {"type": "DetNASBackbone", "arch": "300M", "path": list(dn.DETNAS_COCO_FPN_300M)}
 
 
-def _write_split(root, split: str, n: int, seed: int) -> None:
-    """A few 64-96 px images with 1-3 coloured boxes each, in COCO format (as test_detectors' fixture)."""
-    rng = np.random.default_rng(seed)
-    (root / split).mkdir(parents=True)
-    images, anns = [], []
-    for i in range(n):
-        h, w = int(rng.integers(64, 97)), int(rng.integers(64, 97))
-        img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-        for _ in range(int(rng.integers(1, 4))):
-            c = int(rng.integers(0, 3))
-            bh, bw = int(rng.integers(12, 40)), int(rng.integers(12, 40))
-            y0, x0 = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
-            img[y0:y0 + bh, x0:x0 + bw] = ((200, 60, 60), (60, 200, 60), (60, 60, 220))[c]
-            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=c + 1,
-                             bbox=[float(x0), float(y0), float(bw), float(bh)], area=bw * bh, iscrowd=0))
-        name = f"{i:04d}.png"
-        Image.fromarray(img).save(root / split / name)
-        images.append(dict(id=i + 1, file_name=name, height=h, width=w))
-    cats = [dict(id=k + 1, name=c, supercategory="shape") for k, c in enumerate(CLASSES)]
-    (root / "annotations").mkdir(exist_ok=True)
-    (root / "annotations" / f"{split}.json").write_text(json.dumps(dict(images=images, annotations=anns,
-                                                                         categories=cats)))
-
-
 def _set_quiet():
     from mmengine.logging import MMLogger
 
     MMLogger.get_instance("mmengine", log_level="WARNING")
-
-
-@pytest.fixture(scope="module")
-def coco(tmp_path_factory):
-    root = tmp_path_factory.mktemp("coco")
-    _write_split(root, "train", 4, 0)
-    _write_split(root, "val", 3, 1)
-    return root
 
 
 # --------------------------------------------------------------------------------------------------
