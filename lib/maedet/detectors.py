@@ -1010,6 +1010,42 @@ def match_width(spec, target_macs: float, *, profile: dict | None = None, key: s
 # --------------------------------------------------------------------------------------------------
 # classification (the "ImageNet top-1" column at reduced scale, and the pretrained init of Table 7)
 # --------------------------------------------------------------------------------------------------
+def classification_data(data_dir: str | Path, max_train: int | None = None) -> tuple:
+    """``(x_train, y_train, x_val, y_val)`` tensors of a classification set (``data_dir`` holds
+    ``train.npz``/``val.npz``: uint8 N x 3 x S x S RGB images, int64 labels), the training part cut to its
+    first ``max_train`` images when given."""
+    import numpy as np
+    import torch
+
+    tr = np.load(Path(data_dir) / "train.npz")
+    va = np.load(Path(data_dir) / "val.npz")
+    xtr, ytr = torch.from_numpy(tr["images"]), torch.from_numpy(tr["labels"]).long()
+    if max_train:
+        xtr, ytr = xtr[:max_train], ytr[:max_train]
+    return xtr, ytr, torch.from_numpy(va["images"]), torch.from_numpy(va["labels"]).long()
+
+
+def classification_prep(input_size: int, augment: bool, generator):
+    """``prep(x, train=False)``: normalise uint8 images as the detectors do, translate them randomly by up to
+    4 px when ``train and augment`` (offsets from ``generator``), upsample to ``input_size``."""
+    import torch
+    import torch.nn.functional as F
+
+    mean = torch.tensor(PYTORCH_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(PYTORCH_STD).view(1, 3, 1, 1)
+
+    def prep(x, train=False):
+        x = (x.float() - mean) / std
+        if train and augment:  # random translation by up to 4 px (zero = mean padding)
+            n, _, hh, ww = x.shape
+            x = F.pad(x, (4, 4, 4, 4))
+            dy, dx = torch.randint(0, 9, (2,), generator=generator).tolist()
+            x = x[:, :, dy:dy + hh, dx:dx + ww]
+        return F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+
+    return prep
+
+
 def classify(backbone, data_dir: str | Path, *, width_multiplier: float = 0.125, epochs: int = 10,
              batch_size: int = 128, lr: float = 0.1, weight_decay: float = 4e-5, input_size: int = 64,
              seed: int = 0, threads: int = 2, save_to: str | Path | None = None,
@@ -1032,24 +1068,9 @@ def classify(backbone, data_dir: str | Path, *, width_multiplier: float = 0.125,
 
     torch.manual_seed(seed)
     torch.set_num_threads(int(threads))
-    tr = np.load(Path(data_dir) / "train.npz")
-    va = np.load(Path(data_dir) / "val.npz")
-    xtr, ytr = torch.from_numpy(tr["images"]), torch.from_numpy(tr["labels"]).long()
-    if max_train:
-        xtr, ytr = xtr[:max_train], ytr[:max_train]
-    xva, yva = torch.from_numpy(va["images"]), torch.from_numpy(va["labels"]).long()
-    mean = torch.tensor(PYTORCH_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(PYTORCH_STD).view(1, 3, 1, 1)
+    xtr, ytr, xva, yva = classification_data(data_dir, max_train)
     g = torch.Generator().manual_seed(seed)
-
-    def prep(x, train=False):
-        x = (x.float() - mean) / std
-        if train and augment:  # random translation by up to 4 px (zero = mean padding)
-            n, _, hh, ww = x.shape
-            x = F.pad(x, (4, 4, 4, 4))
-            dy, dx = torch.randint(0, 9, (2,), generator=g).tolist()
-            x = x[:, :, dy:dy + hh, dx:dx + ww]
-        return F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    prep = classification_prep(input_size, augment, g)
 
     bb = MAEDetBackbone(backbone, out_indices=(4,), width_multiplier=width_multiplier)
     bb.body.init_weights()
