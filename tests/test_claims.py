@@ -180,3 +180,20 @@ def test_paper_effect_parsing_and_note(root):
     c["metric"] = "final multi-scale score"  # a zero-shot effect is not a COCO one
     assert claims.evaluate(c, root)["verdict"] == "not resolved; the paper's effect +5 lies outside our 95% CI"
     assert claims.category(row["verdict"]) == "not resolved"
+
+
+def test_basis_reads_a_claims_own_schedule():
+    """A claim whose runs use another schedule than the stage's default (Table 5's transfer) reports those
+    epochs, read from the parameters the stage last ran with."""
+    from pathlib import Path
+
+    from maedet import claims
+
+    recorded = {"profile": "default", "training": {"default": {"detector": {"epochs": 36}}},
+                "table5": {"default": {"epochs": 36, "transfer": {"detector": {"epochs": 96}}}}}
+    lock = {"table5": {"params": {"params.yaml": recorded}}}
+    params = {"training": {"default": {"detector": {"epochs": 36}}}}
+    assert claims.basis("table5", Path("."), lock, params)["epochs"] == 36
+    b = claims.basis("table5", Path("."), lock, params, "table5.{profile}.transfer.detector")
+    assert b["epochs"] == 96 and b["stale"] == []
+    assert claims.basis("table5", Path("."), lock, params, "table5.{profile}.nothing")["epochs"] == 36

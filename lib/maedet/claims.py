@@ -229,9 +229,11 @@ def _lookup(tree: dict, dotted: str):
     return cur
 
 
-def basis(stage: str, root: Path, lock: dict, params: dict) -> dict:
+def basis(stage: str, root: Path, lock: dict, params: dict, schedule: str | None = None) -> dict:
     """``{profile, epochs, stale}`` of a stage's last recorded run: ``epochs`` is the detector schedule
-    (training stages), ``stale`` lists the training parameters that changed since."""
+    (training stages), ``stale`` lists the training parameters that changed since. ``schedule`` (a claim's
+    field, e.g. ``table5.{profile}.transfer.detector``) names the recorded parameters whose ``epochs`` the
+    claim's runs trained with, where they are not the stage's default schedule."""
     entry = lock.get(stage)
     if entry is None:
         return {"profile": None, "epochs": None, "stale": []}
@@ -249,6 +251,10 @@ def basis(stage: str, root: Path, lock: dict, params: dict) -> dict:
     own = _lookup(recorded, f"{stage}.{profile}") or {}
     if isinstance(own, dict) and "epochs" in own:  # a stage's own schedule (Table 5's Mask R-CNN)
         out["epochs"] = own["epochs"]
+    if schedule:
+        sched = _lookup(recorded, schedule.format(profile=profile))
+        if isinstance(sched, dict) and "epochs" in sched:
+            out["epochs"] = sched["epochs"]
     return out
 
 
@@ -270,7 +276,7 @@ def evaluate(claim: dict, root: str | Path = ".", lock: dict | None = None, para
     params = (yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}) \
         if params is None else params
     t = claim["test"]
-    b = basis(claim.get("stage"), root, lock, params)
+    b = basis(claim.get("stage"), root, lock, params, claim.get("schedule"))
     row = {"id": claim["id"], "item": claim["item"], "claim": claim["claim"], "metric": claim.get("metric", ""),
            "direction": claim.get("direction", "="), "paper": str(claim.get("paper", "")), "stage": claim.get("stage"),
            "ours": None, "lo": None, "hi": None, "n_a": None, "n_b": None, "rule": "",
