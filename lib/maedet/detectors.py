@@ -1046,6 +1046,38 @@ def classification_prep(input_size: int, augment: bool, generator):
     return prep
 
 
+def train_classifier(net, head, xtr, ytr, prep, generator, *, epochs: int, batch_size: int, lr: float,
+                     weight_decay: float) -> tuple:
+    """The classification recipe of :func:`classify`: ``head(net(prep(x))[-1]`` global-average-pooled``)``,
+    cross-entropy, SGD (momentum 0.9, Nesterov) with a per-iteration cosine LR, the batches drawn from
+    ``generator``. Parameters without a gradient in an iteration (a supernet's unused choices) are left
+    alone. Returns ``(mean loss per epoch, training seconds)``."""
+    import torch
+    import torch.nn.functional as F
+
+    params = list(net.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    steps = max(1, epochs * ((len(xtr) + batch_size - 1) // batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    t0 = time.perf_counter()
+    losses = []
+    for _ in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xtr), generator=generator)
+        tot, nb = 0.0, 0
+        for i in range(0, len(xtr), batch_size):
+            idx = perm[i:i + batch_size]
+            logits = head(net(prep(xtr[idx], train=True))[-1].mean((2, 3)))
+            loss = F.cross_entropy(logits, ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot, nb = tot + float(loss.detach()), nb + 1
+        losses.append(round(tot / max(1, nb), 4))
+    return losses, time.perf_counter() - t0
+
+
 def classify(backbone, data_dir: str | Path, *, width_multiplier: float = 0.125, epochs: int = 10,
              batch_size: int = 128, lr: float = 0.1, weight_decay: float = 4e-5, input_size: int = 64,
              seed: int = 0, threads: int = 2, save_to: str | Path | None = None,
@@ -1058,9 +1090,7 @@ def classify(backbone, data_dir: str | Path, *, width_multiplier: float = 0.125,
     on val; ``save_to`` writes the backbone for ``init_cfg=dict(type='Pretrained', checkpoint=save_to)`` of
     an ``MAEDetBackbone`` with the same structure and ``width_multiplier``."""
     _ensure_registered()
-    import numpy as np
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     from .flops import count
@@ -1076,27 +1106,8 @@ def classify(backbone, data_dir: str | Path, *, width_multiplier: float = 0.125,
     bb.body.init_weights()
     n_cls = int(max(int(ytr.max()), int(yva.max())) + 1)
     head = nn.Linear(bb.out_channels[-1], n_cls)
-    params = list(bb.parameters()) + list(head.parameters())
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    steps = max(1, epochs * ((len(xtr) + batch_size - 1) // batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    t0 = time.perf_counter()
-    losses = []
-    for _ in range(epochs):
-        bb.train()
-        perm = torch.randperm(len(xtr), generator=g)
-        tot, nb = 0.0, 0
-        for i in range(0, len(xtr), batch_size):
-            idx = perm[i:i + batch_size]
-            logits = head(bb(prep(xtr[idx], train=True))[-1].mean((2, 3)))
-            loss = F.cross_entropy(logits, ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot, nb = tot + float(loss.detach()), nb + 1
-        losses.append(round(tot / max(1, nb), 4))
-    train_s = time.perf_counter() - t0
+    losses, train_s = train_classifier(bb, head, xtr, ytr, prep, g, epochs=epochs, batch_size=batch_size, lr=lr,
+                                       weight_decay=weight_decay)
     bb.eval()
     correct = 0
     with torch.no_grad():

@@ -69,10 +69,9 @@ def pretrain_supernet(arch, data_dir: str | Path, *, width_multiplier: float = 0
     ``Pretrained`` init."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
-    from .detectors import _ensure_registered, classification_data, classification_prep
+    from .detectors import _ensure_registered, classification_data, classification_prep, train_classifier
     from .detnas import NUM_CHOICES, recalibrate_bn
 
     _ensure_registered()
@@ -88,32 +87,15 @@ def pretrain_supernet(arch, data_dir: str | Path, *, width_multiplier: float = 0
     net = _supernet(arch, width_multiplier, seed, out_indices=(3,))
     n_cls = int(max(int(ytr.max()), int(yva.max())) + 1)
     head = nn.Linear(net.space.out_channels[-1], n_cls)
-    params = list(net.parameters()) + list(head.parameters())
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    steps = max(1, epochs * ((len(xtr) + batch_size - 1) // batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    losses = []
-    t0 = time.perf_counter()
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(len(xtr), generator=g)
-        tot, nb = 0.0, 0
-        for i in range(0, len(xtr), batch_size):
-            idx = perm[i:i + batch_size]
-            logits = head(net(prep(xtr[idx], train=True))[-1].mean((2, 3)))  # a new path per iteration
-            loss = F.cross_entropy(logits, ytr[idx])
-            opt.zero_grad(set_to_none=True)  # unused choices keep grad None: SGD leaves them alone
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot, nb = tot + float(loss.detach()), nb + 1
-        losses.append(round(tot / max(1, nb), 4))
-    train_s = time.perf_counter() - t0
+    # a new path per iteration (the supernet samples in train mode); unused choices get no gradient
+    losses, train_s = train_classifier(net, head, xtr, ytr, prep, g, epochs=epochs, batch_size=batch_size, lr=lr,
+                                       weight_decay=weight_decay)
 
     t1 = time.perf_counter()
     rng = np.random.default_rng(seed + 1)
     n = net.space.num_blocks
-    bn_x = [prep(xtr[i:i + batch_size]) for i in range(0, min(len(xtr), bn_images), batch_size)]
+    bn_n = min(len(xtr), bn_images)
+    bn_x = [prep(xtr[i:min(i + batch_size, bn_n)]) for i in range(0, bn_n, batch_size)]
     top1 = []
     for _ in range(eval_paths):
         path = tuple(int(c) for c in rng.integers(0, NUM_CHOICES, n))
@@ -215,7 +197,7 @@ def search_paths(cfg, checkpoint: str | Path, *, flops_budget: float, ea: dict |
     from mmengine.runner import Runner
 
     from .detectors import _ensure_registered
-    from .detnas import evolution_search, scale_space
+    from .detnas import evolution_search, recalibrate_bn, scale_space
 
     _ensure_registered()
     settings = dict(EA_REDUCED, **(ea or {}))
@@ -245,8 +227,6 @@ def search_paths(cfg, checkpoint: str | Path, *, flops_budget: float, ea: dict |
         if key in known:
             return known[key]["ap"]
         t0 = time.perf_counter()
-        from .detnas import recalibrate_bn
-
         recalibrate_bn(model, key, itertools.islice(iter(runner.train_dataloader), int(bn_batches)))
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its summary table
             metrics = runner.val_loop.run()
