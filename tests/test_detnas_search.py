@@ -90,11 +90,14 @@ def test_three_steps_end_to_end_and_resumed_from_the_fitness_cache(cls_dir, coco
     cache = (tmp_path / "search" / "fitness.jsonl").read_text().splitlines()
     assert len(cache) == 8
     assert max(json.loads(line)["ap"] for line in cache) == se["best_ap"]
-    # a kill during the search: the rerun replays the cached fitnesses, evaluates nothing new, finds the same
+    # a kill during the search: the rerun replays the cached fitnesses, evaluates nothing new, finds the same;
+    # a record measured on another checkpoint is not replayed
+    with (tmp_path / "search" / "fitness.jsonl").open("a") as f:
+        f.write(json.dumps(dict(path=[0] * 5, ap=999.0, seconds=1.0, checkpoint="other.pth", bn_batches=1)) + "\n")
     (tmp_path / "search" / "result.json").unlink()
     again = ds.run(tmp_path, coco, **kw)["search"]
     assert again["new_this_process"] == 0 and again["best_path"] == se["best_path"]
-    assert again["eval_seconds_total"] == se["eval_seconds_total"]
+    assert again["eval_seconds_total"] == se["eval_seconds_total"] and again["best_ap"] < 999
     # a budget below every path is refused before anything is evaluated
     (tmp_path / "search" / "result.json").unlink()
     with pytest.raises(ValueError, match="admits no path|flops_budget"):

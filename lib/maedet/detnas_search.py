@@ -42,13 +42,6 @@ __all__ = ["EA_REDUCED", "pretrain_supernet", "supernet_config", "finetune_super
 EA_REDUCED = dict(population=20, generations=5, topk=5, mutation_num=8, crossover_num=8, mutation_prob=0.1)
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    tmp.replace(path)
-
-
 def _supernet(arch, width_multiplier: float, seed: int, out_indices):
     from .detnas import DetNASSupernet
 
@@ -190,8 +183,9 @@ def search_paths(cfg, checkpoint: str | Path, *, flops_budget: float, ea: dict |
     ``checkpoint``). Fitness: val AP (%) of a path after its BN statistics (backbone, neck and head) are
     recomputed on ``bn_batches`` training batches; constraint: the path's backbone MACs
     (:func:`maedet.detnas.path_flops` on the scaled space at the profile's image size) <= ``flops_budget``.
-    ``cache`` (JSONL) keeps every evaluated path's fitness: a rerun replays them and evaluates only new
-    paths. Returns the EA's result (best path, its AP and MACs, per-generation best) and the seconds spent
+    ``cache`` (JSONL) keeps every evaluated path's fitness with the checkpoint and BN batches it was
+    measured with: a rerun on the same ones replays them and evaluates only new paths (records of another
+    checkpoint are ignored). Returns the EA's result (best path, its AP and MACs, per-generation best) and the seconds spent
     evaluating (this process and in total over reruns)."""
     import torch
     from mmengine.runner import Runner
@@ -219,7 +213,8 @@ def search_paths(cfg, checkpoint: str | Path, *, flops_budget: float, ea: dict |
         for line in cache.read_text().splitlines():
             if line.strip():
                 rec = json.loads(line)
-                known[tuple(rec["path"])] = rec
+                if rec.get("checkpoint") == str(checkpoint) and rec.get("bn_batches") == int(bn_batches):
+                    known[tuple(rec["path"])] = rec
     spent = dict(new=0, seconds=0.0)
 
     def fitness(path):
@@ -232,7 +227,8 @@ def search_paths(cfg, checkpoint: str | Path, *, flops_budget: float, ea: dict |
             metrics = runner.val_loop.run()
         ap = round(100.0 * float(metrics.get("coco/bbox_mAP", 0.0)), 2)
         sec = time.perf_counter() - t0
-        rec = dict(path=list(key), ap=ap, seconds=round(sec, 2))
+        rec = dict(path=list(key), ap=ap, seconds=round(sec, 2), checkpoint=str(checkpoint),
+                   bn_batches=int(bn_batches))
         with cache.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         known[key] = rec
@@ -265,8 +261,7 @@ def run(work_dir: str | Path, data_root: str | Path = "data", *, arch="3.8G", wi
     profile (steps 2 and 3), ``classify`` the classification one (step 1: keys of
     :func:`pretrain_supernet`; its data ``classification_dir``, default ``data_root/digits_cls``). Returns the
     three steps' results."""
-    from .detectors import resolve_profile
-
+    from .detectors import _write_json, resolve_profile
     from .detnas import block_flops_table, scale_space
 
     work_dir = Path(work_dir)
@@ -282,9 +277,9 @@ def run(work_dir: str | Path, data_root: str | Path = "data", *, arch="3.8G", wi
     out = {}
     r1 = work_dir / "pretrain" / "result.json"
     if not r1.exists():
-        res = pretrain_supernet(arch, classification_dir or Path(data_root) / "digits_cls", seed=seed, save_to=work_dir / "pretrain" /
-                                "supernet.pth", **{"width_multiplier": p["width_multiplier"] * float(width_scale),
-                                                   **cls})
+        cls.setdefault("width_multiplier", p["width_multiplier"] * float(width_scale))
+        res = pretrain_supernet(arch, classification_dir or Path(data_root) / "digits_cls", seed=seed,
+                                save_to=work_dir / "pretrain" / "supernet.pth", **cls)
         _write_json(r1, res)
     out["pretrain"] = json.loads(r1.read_text())
     cfg = supernet_config(arch, head, data_root, profile=profile, seed=seed, work_dir=work_dir / "finetune",
