@@ -313,7 +313,8 @@ def ensure_data(data_root: str | Path, datasets=("digits", "digits_cls"), build_
 
 
 def frame(runs: list[Run], results: list[dict | None]):
-    """One row per run: label, head, seed, the COCO metrics (or top-1), costs, speed, wall time, run id."""
+    """One row per run: label, head, seed, the COCO metrics (or top-1), costs, speed, wall time, run id (the run
+    cache's folder, which changes with the training code) and ledger digest (which does not)."""
     import pandas as pd
 
     rows = []
@@ -333,6 +334,7 @@ def frame(runs: list[Run], results: list[dict | None]):
             row.update(backbone_macs=res.get("backbone_macs"), backbone_params=res.get("backbone_params"),
                        detector_macs=res.get("detector_macs"), images_per_second=res.get("images_per_second"),
                        train_seconds=res.get("train_seconds"), epochs=res.get("epochs", r.profile.get("epochs")))
+        row["digest"] = ledger.digest(r)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -430,8 +432,10 @@ def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path 
     """Every finished from-scratch detection run with ``head`` that the given stages trained (their
     ``artifacts/STAGE/runs.csv``), one row per distinct backbone: AP mean and spread over seeds, the stages
     that trained it, and its structure (read from the run's ``run.json`` in the run cache). ``epochs``
-    keeps only runs of that schedule, so the pooled models share one protocol. A run missing from the run
-    cache (a machine that rendered the stage from the ledger) takes its structure from its ledger record."""
+    keeps only runs of that schedule, so the pooled models share one protocol; runs not trained yet (no AP) are
+    left out. A run missing from the run cache (a machine that rendered the stage from the ledger) takes its
+    structure from its ledger record, found by the row's ledger ``digest`` (or its run id, for tables written
+    before the digest column)."""
     import pandas as pd
 
     root = Path(root or ROOT_CACHE)
@@ -441,7 +445,7 @@ def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path 
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run the {st} stage first")
         df = pd.read_csv(p)
-        df = df[(df["kind"] == "detect") & (df["head"] == head) & (df["init"] == "scratch")]
+        df = df[(df["kind"] == "detect") & (df["head"] == head) & (df["init"] == "scratch") & df["AP"].notna()]
         if epochs is not None and "epochs" in df:
             df = df[df["epochs"] == epochs]
         for _, r in df.iterrows():
@@ -449,12 +453,16 @@ def collect(stages, head: str, epochs: int | None = None, artifacts: str | Path 
             if spec.exists():
                 b = json.loads(spec.read_text())["backbone"]
             else:  # rendered from the ledger on a machine without the run cache: the record holds the structure
-                if recorded_backbones is None:
-                    recorded_backbones = {rec["run_id"]: rec["settings"]["backbone"] for rec in ledger.records(ledger_root)}
-                if r["run"] not in recorded_backbones:
+                if recorded_backbones is None:  # by digest (code-independent), and by the run id it was trained as
+                    recorded_backbones = {}
+                    for rec in ledger.records(ledger_root):
+                        recorded_backbones[rec["digest"]] = recorded_backbones[rec["run_id"]] = rec["settings"]["backbone"]
+                key = next((k for k in (r.get("digest"), r["run"]) if isinstance(k, str) and k in recorded_backbones),
+                           None)
+                if key is None:
                     raise FileNotFoundError(f"run {r['run']} of the {st} stage is neither in the run cache ({root}) "
                                             f"nor in the ledger: re-run the {st} stage")
-                b = recorded_backbones[r["run"]]
+                b = recorded_backbones[key]
             rows.append({"stage": st, "label": r["label"], "seed": int(r["seed"]), "AP": r["AP"],
                          "digest": backbone_digest(b), "backbone": b})
     if not rows:
