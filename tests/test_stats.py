@@ -35,6 +35,11 @@ def test_kendall_difference_interval_is_paired_and_decides_only_clear_gaps():
     # two models: no resample defines a tau
     two = stats.kendall_difference_interval([1, 2], [2, 1], [1, 2], 50, np.random.default_rng(0))
     assert two["lo"] is None and two["diff"] == pytest.approx(2.0)
+    # three models: every usable resample is the set itself, so no interval (and no verdict) is given
+    three = stats.kendall_difference_interval([1, 2, 3], [3, 1, 2], [1, 2, 3], 200, np.random.default_rng(0))
+    assert three["lo"] is None and three["hi"] is None and three["diff"] > 0
+    six = stats.kendall_difference_interval(good[:6], bad[:6], y[:6], 200, np.random.default_rng(0))
+    assert six["lo"] is not None and six["lo"] <= six["hi"]
     with pytest.raises(ValueError, match="one length"):
         stats.kendall_difference_interval([1, 2, 3], [1, 2, 3], [1, 2], 10, np.random.default_rng(0))
 

@@ -27,15 +27,23 @@ def kendall_interval(x, y, n_boot: int, rng: np.random.Generator, level: float =
             "hi": float(np.percentile(boot, 100.0 - tail)) if boot else None, "resamples": len(boot)}
 
 
-def kendall_difference_interval(x_a, x_b, y, n_boot: int, rng: np.random.Generator, level: float = 95.0) -> dict:
+#: Fewer models than this give no interval for a difference of taus (so no verdict): with 3 models every
+#: usable resample is the original set again and the "interval" collapses onto the point value; with 4-5 the
+#: bootstrap distribution is a handful of subsets whose percentiles do not cover.
+MIN_MODELS_FOR_INTERVAL = 6
+
+
+def kendall_difference_interval(x_a, x_b, y, n_boot: int, rng: np.random.Generator, level: float = 95.0,
+                                min_models: int = MIN_MODELS_FOR_INTERVAL) -> dict:
     """tau(x_a, y) - tau(x_b, y) with a paired percentile bootstrap interval: both taus are computed on the
-    same resample of the models, so what they share (the same APs) cancels. ``lo``/``hi`` are None when no
-    resample defines both taus (fewer than 3 distinct models, or constant values)."""
+    same resample of the models, so what they share (the same APs) cancels. ``lo``/``hi`` are None when
+    there are fewer than ``min_models`` models (:data:`MIN_MODELS_FOR_INTERVAL`) or no resample defines both
+    taus (constant values)."""
     x_a, x_b, y = (np.asarray(v, dtype=float) for v in (x_a, x_b, y))
     if not (x_a.shape == x_b.shape == y.shape) or y.ndim != 1:
         raise ValueError(f"x_a, x_b and y must be 1-D and of one length, got {x_a.shape}, {x_b.shape}, {y.shape}")
     boot = []
-    for _ in range(int(n_boot)):
+    for _ in range(int(n_boot) if len(y) >= int(min_models) else 0):
         i = rng.integers(0, len(y), len(y))
         if len(set(i.tolist())) > 2:
             v = kendalltau(x_a[i], y[i]).statistic - kendalltau(x_b[i], y[i]).statistic
