@@ -102,3 +102,26 @@ def test_three_steps_end_to_end_and_resumed_from_the_fitness_cache(cls_dir, coco
     (tmp_path / "search" / "result.json").unlink()
     with pytest.raises(ValueError, match="admits no path|flops_budget"):
         ds.run(tmp_path, coco, **dict(kw, flops_budget=10))
+
+
+def test_found_backbone_reads_the_benchmark_json(tmp_path):
+    from maedet.detnas import search_space
+
+    n = search_space("3.8G").num_blocks
+    f = tmp_path / "detnas_search.json"
+    path = [i % 4 for i in range(n)]
+    f.write_text(json.dumps({"found_spec": {"type": "DetNASBackbone", "arch": "3.8G", "path": path,
+                                            "width_scale": 0.93}, "total_seconds": 1.0}))
+    spec = ds.resolve_backbone({"found": str(f)})
+    assert spec == {"type": "DetNASBackbone", "arch": "3.8G", "path": path, "width_scale": 0.93}
+    assert ds.resolve_backbone("resnet50") == "resnet50"
+    with pytest.raises(FileNotFoundError, match="bench_detnas"):
+        ds.found_backbone(tmp_path / "absent.json")
+    with pytest.raises(ValueError, match="only the key"):
+        ds.resolve_backbone({"found": str(f), "width_scale": 1})
+    f.write_text(json.dumps({"found_spec": {"type": "DetNASBackbone", "arch": "3.8G", "path": path[:-1]}}))
+    with pytest.raises(ValueError, match="choices"):
+        ds.found_backbone(f)
+    f.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        ds.found_backbone(f)
