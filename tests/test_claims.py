@@ -106,6 +106,16 @@ def test_match_bound_seeds_none_pending(root):
     assert m["verdict"] == "contradicted"
     b = claims.evaluate(_claim("bound", stage="f7", file="reports/metrics/f7.json", key="rank_pct", below=5), root)
     assert b["verdict"] == "holds"
+    b = claims.evaluate(_claim("bound", stage="f7", file="reports/metrics/f7.json", key="rank_pct", below=2), root)
+    assert b["verdict"] == "contradicted"
+    # a measurement that only bounds the quantity from above cannot contradict a bound it exceeds
+    u = dict(stage="f7", file="reports/metrics/f7.json", key="rank_pct", measured_is="upper_bound")
+    assert claims.evaluate(_claim("bound", below=5, **u), root)["verdict"] == "holds"
+    b = claims.evaluate(_claim("bound", below=2, **u), root)
+    assert b["verdict"].startswith("not resolved: the measured value 3 is an upper bound")
+    assert claims.category(b["verdict"]) == "not resolved"
+    with pytest.raises(claims.ClaimError, match="measured_is"):
+        claims.evaluate(_claim("bound", below=2, **{**u, "measured_is": "lower"}), root)
     s = claims.evaluate(_claim("seeds", stage="s", file="reports/metrics/seeds.json", key="m", direction="<"), root)
     ref = stats.one_sample_interval([10.0, 10.2, 9.9], 10.5)
     assert s["hi"] == pytest.approx(ref["hi"]) and s["verdict"] == "holds"

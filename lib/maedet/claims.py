@@ -206,6 +206,15 @@ def _bound(t, root: Path, stage: str):
     v = float(m[t["key"]])
     out = _fixed(v, v < float(t["below"]))
     out.update(ours=v, rule=f"value < {t['below']:g}")
+    if t.get("measured_is") == "upper_bound":
+        # the measurement overstates the quantity (e.g. a cost ratio against a scaled-down competitor): below the
+        # bound it holds a fortiori; above it, it says nothing
+        out["rule"] += " (the measured value bounds the quantity from above)"
+        if not out["ok"]:
+            out["unresolved"] = (f"the measured value {v:.4g} is an upper bound of the quantity and lies above "
+                                 f"{t['below']:g}")
+    elif t.get("measured_is") not in (None, "value"):
+        raise ClaimError(f"bound: measured_is must be 'value' or 'upper_bound', got {t['measured_is']!r}")
     return out
 
 
@@ -295,7 +304,9 @@ def evaluate(claim: dict, root: str | Path = ".", lock: dict | None = None, para
         return row
     row.update(ours=iv.get("ours", iv["diff"]), lo=iv["lo"], hi=iv["hi"], n_a=iv["n_a"], n_b=iv["n_b"],
                rule=iv["rule"])
-    if "ok" in iv:  # deterministic
+    if iv.get("unresolved"):
+        row["verdict"] = f"not resolved: {iv['unresolved']}"
+    elif "ok" in iv:  # deterministic
         row["verdict"] = "holds" if iv["ok"] else "contradicted"
     else:
         row["verdict"] = stats.verdict(iv, row["direction"])
