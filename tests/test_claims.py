@@ -53,6 +53,14 @@ def test_runs_pairs_by_seed_and_matches_stats(root):
     assert row["profile"] == "default" and row["epochs"] == 36
 
 
+def test_runs_floor_leaves_a_non_learning_arm_unresolved(root):
+    c = _claim("runs", file="reports/t1/runs.csv", where={"head": "gfl"}, a="m", b="r50", value="AP", pair="seed")
+    assert claims.evaluate({**c, "test": {**c["test"], "floor": 10}}, root)["verdict"] == "not resolved"
+    row = claims.evaluate({**c, "test": {**c["test"], "floor": 44.8}}, root)
+    assert row["verdict"].startswith("not resolved: m does not learn at this operating point (mean AP 44.8 over 4 run(s)")
+    assert row["ours"] is not None  # the difference is still shown
+
+
 def test_runs_falls_back_to_welch_when_seeds_differ(root):
     rows = claims._rows(root / "reports/t1/runs.csv")
     rows = [r for r in rows if not (r["label"] == "r50" and r["seed"] == "3")]

@@ -140,12 +140,21 @@ def _runs(t, root: Path, stage: str):
         raise _Missing(f"no runs of {t['a'] if not va else t['b']} in {t['file']}")
     common = sorted(set(va) & set(vb), key=lambda s: float(s) if _num(s) is not None else s)
     if len(common) >= 2 and len(common) == len(va) == len(vb):
-        return stats.paired_interval([va[s] for s in common], [vb[s] for s in common])
-    import numpy as np
+        iv = stats.paired_interval([va[s] for s in common], [vb[s] for s in common])
+    else:
+        import numpy as np
 
-    a, b = np.array(list(va.values())), np.array(list(vb.values()))
-    return stats.welch_interval(a.mean(), a.std(ddof=1) if len(a) > 1 else 0.0, len(a),
-                                b.mean(), b.std(ddof=1) if len(b) > 1 else 0.0, len(b))
+        a, b = np.array(list(va.values())), np.array(list(vb.values()))
+        iv = stats.welch_interval(a.mean(), a.std(ddof=1) if len(a) > 1 else 0.0, len(a),
+                                  b.mean(), b.std(ddof=1) if len(b) > 1 else 0.0, len(b))
+    if t.get("floor") is not None:  # an arm that does not learn at this operating point decides nothing
+        for arm, v in ((t["a"], va), (t["b"], vb)):
+            m = sum(v.values()) / len(v)
+            if m < float(t["floor"]):
+                iv["unresolved"] = (f"{arm} does not learn at this operating point (mean {t['value']} {m:.3g} over "
+                                    f"{len(v)} run(s), below the floor {float(t['floor']):g})")
+                break
+    return iv
 
 
 def _paired(t, root: Path, stage: str):
