@@ -43,7 +43,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import math
 import os
 import pickle
 import time
@@ -338,11 +337,6 @@ def _config(proxies, batch, seed, data, repeats, noise_batch, dtype=STUDY_DTYPE)
             "C": 16, "N": 5, "version": STUDY_VERSION, "dtype": dtype}
 
 
-def _round_score(v: float) -> float:
-    v = float(v)
-    return v if v == 0.0 or not math.isfinite(v) else float(f"{v:.{SCORE_DIGITS}g}")
-
-
 def _cache_key(cfg: dict) -> str:
     return json.dumps(cfg, sort_keys=True)
 
@@ -355,6 +349,7 @@ def score_cell(arch: str, proxies: Sequence[str] = DEFAULT_PROXIES, *, batch: in
     proxies run in ``dtype`` (the study's float64; SynFlow and the exact entropy always run in float64) and
     every score is rounded to ``SCORE_DIGITS`` significant digits."""
     from . import proxies as px
+    from .report import rounded
 
     torch, _ = _torch()
     if inputs is None:
@@ -381,7 +376,8 @@ def score_cell(arch: str, proxies: Sequence[str] = DEFAULT_PROXIES, *, batch: in
             timings[p] += t_build / len(other)
     n_params = sum(p.numel() for p in net.parameters())
     scores["params"] = float(n_params)
-    return {p: _round_score(scores[p]) for p in list(proxies) + ["params"]}, {p: timings[p] for p in proxies}
+    return {p: rounded(float(scores[p]), SCORE_DIGITS) for p in list(proxies) + ["params"]}, \
+        {p: timings[p] for p in proxies}
 
 
 def _read_cache(path: Path, key: str) -> dict[str, dict]:
