@@ -35,7 +35,7 @@ verify: data                 ## retrain one ledger run per head from scratch, co
 	dvc repro calibration
 
 test: setup                  ## the test suite (~15 min on 2 cores)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 lab: setup                   ## JupyterLab on the notebooks, in the project environment
 	$(BIN)/jupyter lab notebooks
