@@ -29,13 +29,3 @@ def test_progress_goes_to_stderr_in_a_script(tmp_path, monkeypatch):
     assert bar.fp is not None and list(bar) == [0, 1]
     bar.close()
     assert not (tmp_path / "logs").exists()
-
-
-def test_write_table_renders_missing_values_as_empty_cells(tmp_path):
-    import pandas as pd
-
-    df = pd.DataFrame({"proxy": ["zen", "snip"], "low": [None, 0.25], "note": [pd.NA, "x"], "v": [float("nan"), 1.0]})
-    report.write_table(df, tmp_path / "t")
-    md = (tmp_path / "t.md").read_text().splitlines()
-    assert md[2] == "| zen |  |  |  |" and md[3] == "| snip | 0.25 | x | 1 |"
-    assert "None" not in (tmp_path / "t.csv").read_text() and "<NA>" not in (tmp_path / "t.csv").read_text()

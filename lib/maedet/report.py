@@ -138,8 +138,6 @@ def write_table(df, stem: str | Path, floatfmt: str = ".4g", title: str | None =
 
 def _markdown(df, floatfmt: str) -> str:
     def fmt(v):
-        if v is None or type(v).__name__ == "NAType":
-            return ""  # a missing value reads as an empty cell, as in the CSV (and as NaN does)
         if isinstance(v, float):
             return "" if math.isnan(v) else format(v, floatfmt)
         return str(v)
