@@ -215,3 +215,13 @@ def test_basis_reads_a_claims_own_schedule():
     b = claims.basis("table5", Path("."), lock, params, "table5.{profile}.transfer.detector")
     assert b["epochs"] == 96 and b["stale"] == []
     assert claims.basis("table5", Path("."), lock, params, "table5.{profile}.nothing")["epochs"] == 36
+
+
+def test_claims_stage_depends_on_every_file_its_claims_read():
+    """`dvc repro` re-renders reports/claims.md whenever an output a claim reads changes (a new ledger run that
+    changes reports/table3/runs.csv must change the verdict, not leave a stale one)."""
+    deps = yaml.safe_load(open("dvc.yaml"))["stages"]["claims"]["deps"]
+    files = {c["test"]["file"] for c in claims.load("docs/claims.yaml") if c["test"].get("file")}
+    assert files
+    uncovered = sorted(f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+    assert not uncovered, f"the claims stage lacks these deps: {uncovered}"
