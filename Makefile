@@ -34,7 +34,7 @@ verify: data                 ## retrain one ledger run per head from scratch, co
 	$(BIN)/maedet verify $(VERIFY_ARGS)
 	dvc repro calibration
 
-test: setup                  ## the test suite (~15 min on 2 cores)
+test: setup                  ## the test suite (~8 min on 2 idle cores)
 	$(BIN)/python -m pytest -q --durations=15 tests
 
 lab: setup                   ## JupyterLab on the notebooks, in the project environment

@@ -190,7 +190,7 @@ def test_zero_shot_stage_writes_the_same_bytes_on_another_cpu_and_thread_count(s
     one = _run(stage, tmp_path / "t1", 1)
     two = _run(stage, tmp_path / "t2", 2, other_cpu=True)
     check_report(stage, tmp_path / "t1")
-    assert f"reports/{stage}.html" in one and any(k.startswith("artifacts/") for k in one)
+    assert any(k.startswith("artifacts/") for k in one)
     assert sorted(one) == sorted(two)
     differ = [k for k in one if one[k] != two[k]]
     if differ:
